@@ -1,0 +1,300 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+
+	"github.com/metcd/metcd/server"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Backend is what the API needs from a member.
+type Backend interface {
+	Put(ctx context.Context, key, value []byte) error
+	Delete(ctx context.Context, key []byte) error
+	Get(ctx context.Context, key []byte, linearizable bool) ([]byte, error)
+	AddMember(ctx context.Context, id uint64, peerURL string) error
+	RemoveMember(ctx context.Context, id uint64) error
+	Members() []server.Member
+	Status() server.Status
+}
+
+// MaxKeyBytes is the longest key the API accepts.
+const MaxKeyBytes = 32 << 10
+
+// Reserved first path segments: a key cannot start with one of these
+// followed by '/' or end of path, since those paths are endpoints.
+var Reserved = []string{"admin", "v3", "metrics", "health", "debug", "version"}
+
+// Options tune the handler.
+type Options struct {
+	// MaxRequestBytes bounds a request body (a value, a peer URL).
+	MaxRequestBytes int64
+	// EnablePprof serves /debug/pprof/.
+	EnablePprof bool
+	// Version is reported on /version.
+	Version string
+}
+
+// Handler serves the API.
+type Handler struct {
+	b    Backend
+	opts Options
+	mux  *http.ServeMux // for the fixed endpoints, not keys
+}
+
+// NewHandler returns the API handler for b.
+func NewHandler(b Backend, opts Options) *Handler {
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = 1536 << 10
+	}
+	h := &Handler{b: b, opts: opts, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /admin/status", h.status)
+	h.mux.HandleFunc("GET /admin/members", h.members)
+	h.mux.HandleFunc("POST /admin/members/{id}", func(w http.ResponseWriter, r *http.Request) {
+		h.addMember(w, r, r.PathValue("id"))
+	})
+	h.mux.HandleFunc("DELETE /admin/members/{id}", h.removeMember)
+	h.mux.HandleFunc("GET /health", h.health)
+	h.mux.Handle("GET /metrics", promhttp.Handler())
+	h.mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"metcd": opts.Version})
+	})
+	if opts.EnablePprof {
+		h.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		h.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		h.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		h.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		h.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return h
+}
+
+func isReserved(path string) bool {
+	seg, _, _ := strings.Cut(path, "/")
+	for _, r := range Reserved {
+		if seg == r {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP routes reserved paths to their endpoints and the rest to keys.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	if isReserved(path) {
+		if strings.HasPrefix(path, "v3") {
+			httpError(w, http.StatusNotFound, "/v3/ is reserved for the etcd v3 API")
+			return
+		}
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		h.get(w, r, path)
+	case http.MethodPut:
+		h.put(w, r, path)
+	case http.MethodDelete:
+		h.del(w, r, path)
+	case http.MethodPost:
+		h.addMember(w, r, path)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE, POST")
+		httpError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: use GET, PUT or DELETE on a key, POST /<id> to add a member", r.Method))
+	}
+}
+
+func checkKey(w http.ResponseWriter, key string) bool {
+	switch {
+	case key == "":
+		httpError(w, http.StatusBadRequest, "empty key: the key is the URL path after the first '/', e.g. PUT /config/db/host")
+		return false
+	case len(key) > MaxKeyBytes:
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("key of %d bytes is longer than the limit of %d bytes", len(key), MaxKeyBytes))
+		return false
+	}
+	return true
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request, key string) {
+	if !checkKey(w, key) {
+		return
+	}
+	linearizable := true
+	switch c := r.URL.Query().Get("consistency"); c {
+	case "", "linearizable", "l":
+	case "serializable", "s":
+		linearizable = false
+	default:
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("unknown consistency %q: use linearizable (default) or serializable", c))
+		return
+	}
+	v, err := h.b.Get(r.Context(), []byte(key), linearizable)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(v)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(v)
+	}
+}
+
+// readBody reads at most MaxRequestBytes, answering 413 beyond that.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	limit := h.opts.MaxRequestBytes
+	if r.ContentLength > limit {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes exceeds --max-request-bytes (%d)", r.ContentLength, limit))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds --max-request-bytes (%d)", limit))
+		return nil, false
+	case err != nil:
+		httpError(w, http.StatusBadRequest, "cannot read request body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+func (h *Handler) put(w http.ResponseWriter, r *http.Request, key string) {
+	if !checkKey(w, key) {
+		return
+	}
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	if err := h.b.Put(r.Context(), []byte(key), body); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) del(w http.ResponseWriter, r *http.Request, key string) {
+	if !checkKey(w, key) {
+		return
+	}
+	if err := h.b.Delete(r.Context(), []byte(key)); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func parseID(w http.ResponseWriter, s string) (uint64, bool) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a member id: ids are decimal numbers from 1", s))
+		return 0, false
+	}
+	return id, true
+}
+
+func (h *Handler) addMember(w http.ResponseWriter, r *http.Request, idStr string) {
+	id, ok := parseID(w, idStr)
+	if !ok {
+		return
+	}
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	peerURL := strings.TrimSpace(string(body))
+	if peerURL == "" {
+		httpError(w, http.StatusBadRequest, "the request body must be the new member's peer URL, e.g. http://127.0.0.1:42379")
+		return
+	}
+	if err := h.b.AddMember(r.Context(), id, peerURL); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request) {
+	id, ok := parseID(w, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	if err := h.b.RemoveMember(r.Context(), id); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, h.b.Status())
+}
+
+func (h *Handler) members(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"members": h.b.Members()})
+}
+
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
+	st := h.b.Status()
+	if st.LeaderID == 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": "no leader"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"health": "true"})
+}
+
+// writeError maps server errors to HTTP statuses; see README, "Failures".
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, server.ErrKeyNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, server.ErrNoLeader), errors.Is(err, server.ErrStopped):
+		code = http.StatusServiceUnavailable
+	case errors.Is(err, server.ErrLeaderLost):
+		code = http.StatusServiceUnavailable
+		w.Header().Set("X-Metcd-Outcome", "unknown")
+	case errors.Is(err, server.ErrTimeout):
+		code = http.StatusGatewayTimeout
+		w.Header().Set("X-Metcd-Outcome", "unknown")
+	case errors.Is(err, server.ErrReadTimeout):
+		code = http.StatusGatewayTimeout
+	case errors.Is(err, server.ErrMemberExists), errors.Is(err, server.ErrIDRemoved):
+		code = http.StatusConflict
+	case errors.Is(err, server.ErrMemberNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, server.ErrBadMember):
+		code = http.StatusBadRequest
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	httpError(w, code, strings.TrimPrefix(err.Error(), "server: "))
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, msg)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

@@ -1,0 +1,214 @@
+// Command metcd runs one member of a metcd cluster: a Raft-replicated,
+// strongly consistent key-value store with a curl-friendly HTTP API.
+//
+// Start-up, in order: parse and check flags; open (or create) the data dir
+// and replay the WAL; join the peers; serve clients. This is the only place
+// that exits the process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/metcd/metcd/api/httpapi"
+	"github.com/metcd/metcd/server"
+	"github.com/metcd/metcd/storage/engines"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usageHeader = `metcd runs one member of a metcd cluster.
+
+With no flags it starts a single-member cluster serving clients on
+http://127.0.0.1:3379 and peers on http://127.0.0.1:12379, keeping its
+data in ./metcd-1.data.
+
+A three-member cluster on one machine:
+
+  metcd --id 1 --cluster http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379 --port 12380
+  metcd --id 2 --cluster http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379 --port 22380
+  metcd --id 3 --cluster http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379 --port 32380
+
+Flags:
+`
+
+type flags struct {
+	id              uint64
+	cluster         string
+	port            int
+	host            string
+	join            bool
+	dataDir         string
+	engine          string
+	snapshotCount   uint64
+	logLevel        string
+	maxRequestBytes int64
+	heartbeatMs     uint
+	electionMs      uint
+	requestTimeout  time.Duration
+	enablePprof     bool
+}
+
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("metcd", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHeader)
+		fs.PrintDefaults()
+	}
+	fs.Uint64Var(&f.id, "id", 1, "this member's id: its 1-based position in --cluster")
+	fs.StringVar(&f.cluster, "cluster", "http://127.0.0.1:12379", "comma-separated peer URLs of all members, in id order; this member listens for peers on its own")
+	fs.IntVar(&f.port, "port", 3379, "client port for the HTTP API")
+	fs.StringVar(&f.host, "host", "127.0.0.1", "address the client port binds to (0.0.0.0 for all interfaces)")
+	fs.BoolVar(&f.join, "join", false, "join an existing cluster (after adding this member with POST /<id>) instead of forming a new one")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the WAL, snapshots and engine files (default ./metcd-<id>.data)")
+	fs.StringVar(&f.engine, "engine", engines.Default, "storage engine: "+strings.Join(engines.Names(), ", "))
+	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 10000, "applied entries between snapshots; the raft log is compacted at each")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Int64Var(&f.maxRequestBytes, "max-request-bytes", 1536*1024, "largest request body (a value) the client API accepts, in bytes")
+	fs.UintVar(&f.heartbeatMs, "heartbeat-interval", 100, "raft heartbeat interval (one tick), in milliseconds")
+	fs.UintVar(&f.electionMs, "election-timeout", 1000, "raft election timeout, in milliseconds")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "how long a write may wait to be committed before its outcome is reported unknown")
+	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go profiles at /debug/pprof/ on the client port")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if f.dataDir == "" {
+		f.dataDir = fmt.Sprintf("metcd-%d.data", f.id)
+	}
+	if f.port <= 0 || f.port > 65535 {
+		return nil, fmt.Errorf("--port %d is not a TCP port", f.port)
+	}
+	if f.maxRequestBytes <= 0 {
+		return nil, errors.New("--max-request-bytes must be positive")
+	}
+	return f, nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Encoding = "console"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	cfg.Sampling = nil
+	return cfg.Build()
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "metcd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	f, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	lg, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	defer lg.Sync()
+
+	open, err := engines.Lookup(f.engine)
+	if err != nil {
+		return err
+	}
+	cfg := server.DefaultConfig()
+	cfg.ID = f.id
+	cfg.InitialCluster = splitURLs(f.cluster)
+	cfg.Join = f.join
+	cfg.DataDir = f.dataDir
+	cfg.Engine = server.EngineOpener{Name: f.engine, Open: open}
+	cfg.SnapshotCount = f.snapshotCount
+	cfg.HeartbeatInterval = time.Duration(f.heartbeatMs) * time.Millisecond
+	cfg.ElectionTimeout = time.Duration(f.electionMs) * time.Millisecond
+	cfg.RequestTimeout = f.requestTimeout
+	cfg.Logger = lg
+
+	// Bind the client port before touching the data dir, so a port clash
+	// fails fast and changes nothing.
+	addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for clients on %s: %w", addr, err)
+	}
+	defer ln.Close()
+
+	srv, err := server.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+
+	api := httpapi.NewHandler(srv, httpapi.Options{
+		MaxRequestBytes: f.maxRequestBytes,
+		EnablePprof:     f.enablePprof,
+		Version:         version,
+	})
+	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	// HTTP/1.1 and cleartext HTTP/2 share the port, so the gRPC API can
+	// join the curl API on it.
+	hs.Protocols = new(http.Protocols)
+	hs.Protocols.SetHTTP1(true)
+	hs.Protocols.SetUnencryptedHTTP2(true)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	lg.Info("serving clients", zap.String("address", "http://"+ln.Addr().String()))
+
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	var exitErr error
+	select {
+	case sig := <-sigc:
+		lg.Info("shutting down", zap.Stringer("signal", sig))
+	case <-srv.Done():
+		if err := srv.Err(); errors.Is(err, server.ErrRemoved) {
+			lg.Info("member removed from the cluster; shutting down")
+		} else {
+			exitErr = fmt.Errorf("member stopped: %w", err)
+		}
+	case err := <-serveErr:
+		exitErr = fmt.Errorf("client listener: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	hs.Shutdown(ctx)
+	srv.Stop()
+	return exitErr
+}
+
+func splitURLs(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, strings.TrimSuffix(u, "/"))
+		}
+	}
+	return out
+}

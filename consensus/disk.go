@@ -1,0 +1,192 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// Disk is the durable raft log of one member: a WAL directory and a
+// snapshot directory. Its methods may be called from the Node goroutine
+// and from the snapshotting goroutine at once; the WAL serializes them.
+type Disk struct {
+	lg      *zap.Logger
+	walDir  string
+	snapDir string
+	w       *wal.WAL
+	ss      *snap.Snapshotter
+}
+
+// Bootstrap is what a member finds on disk when it starts.
+type Bootstrap struct {
+	// Fresh is true when there was no WAL: the member has never run.
+	Fresh bool
+	// Metadata is the opaque blob given to OpenDisk when the WAL was made.
+	Metadata []byte
+	// Snapshot is the newest usable snapshot, or nil.
+	Snapshot  *raftpb.Snapshot
+	HardState *raftpb.HardState
+	Entries   []*raftpb.Entry
+}
+
+// SnapshotIndex is the index of the bootstrap snapshot, 0 if none.
+func (b *Bootstrap) SnapshotIndex() uint64 {
+	if b.Snapshot == nil {
+		return 0
+	}
+	return b.Snapshot.GetMetadata().GetIndex()
+}
+
+// OpenDisk opens (creating if needed) the WAL under dir/wal and the
+// snapshots under dir/snap and reads back what they hold. metadata is
+// written into a new WAL and returned from an existing one.
+func OpenDisk(lg *zap.Logger, dir string, metadata []byte) (*Disk, *Bootstrap, error) {
+	d := &Disk{lg: lg, walDir: filepath.Join(dir, "wal"), snapDir: filepath.Join(dir, "snap")}
+	if err := fileutil.TouchDirAll(lg, d.snapDir); err != nil {
+		return nil, nil, fmt.Errorf("consensus: create snapshot dir: %w", err)
+	}
+	d.ss = snap.New(lg, d.snapDir)
+
+	if !wal.Exist(d.walDir) {
+		w, err := wal.Create(lg, d.walDir, metadata)
+		if err != nil {
+			return nil, nil, fmt.Errorf("consensus: create WAL: %w", err)
+		}
+		d.w = w
+		return d, &Bootstrap{Fresh: true, Metadata: metadata}, nil
+	}
+
+	walSnaps, err := wal.ValidSnapshotEntries(lg, d.walDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("consensus: scan WAL for snapshots: %w", err)
+	}
+	snapshot, err := d.ss.LoadNewestAvailable(walSnaps)
+	if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
+		return nil, nil, fmt.Errorf("consensus: load snapshot: %w", err)
+	}
+	b := &Bootstrap{Snapshot: snapshot}
+	walsnap := &walpb.Snapshot{}
+	if snapshot != nil {
+		md := snapshot.GetMetadata()
+		walsnap.Index, walsnap.Term, walsnap.ConfState = proto.Uint64(md.GetIndex()), proto.Uint64(md.GetTerm()), md.GetConfState()
+	}
+	// A torn last record (power lost mid-write) is cut off and the WAL read
+	// again; any other damage stops the member.
+	for repaired := false; ; repaired = true {
+		w, err := wal.Open(lg, d.walDir, walsnap)
+		if err != nil {
+			return nil, nil, fmt.Errorf("consensus: open WAL: %w", err)
+		}
+		md, hs, ents, err := w.ReadAll()
+		if err == nil {
+			d.w = w
+			b.Metadata, b.HardState, b.Entries = md, hs, ents
+			return d, b, nil
+		}
+		w.Close()
+		if repaired || !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, nil, fmt.Errorf("consensus: read WAL in %s: %w", d.walDir, err)
+		}
+		lg.Warn("WAL ends in a torn record; repairing", zap.String("dir", d.walDir))
+		if !wal.Repair(lg, d.walDir) {
+			return nil, nil, fmt.Errorf("consensus: repair WAL in %s: %w", d.walDir, err)
+		}
+	}
+}
+
+// Save appends entries and the hard state to the WAL and fsyncs it when
+// raft says it must.
+func (d *Disk) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	if err := d.w.Save(hs, ents); err != nil {
+		return fmt.Errorf("consensus: save to WAL: %w", err)
+	}
+	return nil
+}
+
+// SaveSnap writes the snapshot file and then its WAL record, in that order,
+// so the WAL never names a snapshot that is not on disk.
+func (d *Disk) SaveSnap(s *raftpb.Snapshot) error {
+	md := s.GetMetadata()
+	if err := d.ss.SaveSnap(s); err != nil {
+		return fmt.Errorf("consensus: save snapshot %d: %w", md.GetIndex(), err)
+	}
+	ws := &walpb.Snapshot{Index: proto.Uint64(md.GetIndex()), Term: proto.Uint64(md.GetTerm()), ConfState: md.GetConfState()}
+	if err := d.w.SaveSnapshot(ws); err != nil {
+		return fmt.Errorf("consensus: record snapshot %d in WAL: %w", md.GetIndex(), err)
+	}
+	return nil
+}
+
+// Release lets WAL segments and state files older than the snapshot go.
+func (d *Disk) Release(s *raftpb.Snapshot) error {
+	if err := d.w.ReleaseLockTo(s.GetMetadata().GetIndex()); err != nil {
+		return fmt.Errorf("consensus: release WAL: %w", err)
+	}
+	return nil
+}
+
+// Snapshotter exposes the snapshot directory to the transport, which saves
+// incoming state streams there.
+func (d *Disk) Snapshotter() *snap.Snapshotter { return d.ss }
+
+// SnapDir and WALDir name the directories, for purging.
+func (d *Disk) SnapDir() string { return d.snapDir }
+
+// WALDir is the WAL directory.
+func (d *Disk) WALDir() string { return d.walDir }
+
+// Close closes the WAL.
+func (d *Disk) Close() error { return d.w.Close() }
+
+// StateFile is the path of the state stream saved with snapshot index i.
+func (d *Disk) StateFile(i uint64) string {
+	return filepath.Join(d.snapDir, fmt.Sprintf("%016x.snap.db", i))
+}
+
+// SaveStateFrom saves a state stream for snapshot index i atomically.
+func (d *Disk) SaveStateFrom(r io.Reader, i uint64) (int64, error) {
+	n, err := d.ss.SaveDBFrom(r, i)
+	if err != nil {
+		return n, fmt.Errorf("consensus: save state for snapshot %d: %w", i, err)
+	}
+	return n, nil
+}
+
+// OpenState opens the state stream saved for snapshot index i.
+func (d *Disk) OpenState(i uint64) (*os.File, error) {
+	f, err := os.Open(d.StateFile(i))
+	if err != nil {
+		return nil, fmt.Errorf("consensus: open state for snapshot %d: %w", i, err)
+	}
+	return f, nil
+}
+
+// NewMemoryStorage loads what Bootstrap found into raft's in-memory log.
+func (b *Bootstrap) NewMemoryStorage() (*raft.MemoryStorage, error) {
+	ms := raft.NewMemoryStorage()
+	if b.Snapshot != nil {
+		if err := ms.ApplySnapshot(b.Snapshot); err != nil {
+			return nil, fmt.Errorf("consensus: load snapshot into raft log: %w", err)
+		}
+	}
+	if b.HardState != nil {
+		if err := ms.SetHardState(b.HardState); err != nil {
+			return nil, fmt.Errorf("consensus: load hard state: %w", err)
+		}
+	}
+	if err := ms.Append(b.Entries); err != nil {
+		return nil, fmt.Errorf("consensus: load WAL entries into raft log: %w", err)
+	}
+	return ms, nil
+}

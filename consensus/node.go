@@ -1,0 +1,370 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// ErrStopped is returned by calls on a Node that has stopped.
+var ErrStopped = errors.New("consensus: node stopped")
+
+// Transport delivers raft messages to peers. Send must not block for long:
+// it runs on the Node goroutine.
+type Transport interface {
+	Send(msgs []*raftpb.Message)
+}
+
+// SnapshotSender streams the state for a MsgSnap to its destination. It is
+// called on the Node goroutine and must hand the work to another goroutine.
+type SnapshotSender func(m *raftpb.Message)
+
+// Config configures a Node.
+type Config struct {
+	ID     uint64
+	Logger *zap.Logger
+	// TickInterval is the length of one raft tick; HeartbeatTicks and
+	// ElectionTicks count in ticks.
+	TickInterval   time.Duration
+	HeartbeatTicks int
+	ElectionTicks  int
+	// Peers bootstraps a brand-new cluster; empty to join one or restart.
+	Peers []raft.Peer
+	// Join starts a member with an empty log that waits for the leader.
+	Join bool
+	// Applied is the highest index the state machine is known to hold; the
+	// snapshot index is always safe.
+	Applied uint64
+
+	Transport Transport
+	Snapshots SnapshotSender
+}
+
+func (c *Config) validate() error {
+	if c.ID == 0 {
+		return errors.New("consensus: member id must not be 0")
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.HeartbeatTicks <= 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.ElectionTicks <= 0 {
+		c.ElectionTicks = 10
+	}
+	if c.ElectionTicks <= c.HeartbeatTicks {
+		return fmt.Errorf("consensus: election ticks (%d) must exceed heartbeat ticks (%d)", c.ElectionTicks, c.HeartbeatTicks)
+	}
+	if c.Transport == nil {
+		return errors.New("consensus: no transport")
+	}
+	return nil
+}
+
+// Apply is one batch of work for the state machine, in log order: first
+// the snapshot to install, if any, then the committed entries.
+type Apply struct {
+	Snapshot *raftpb.Snapshot
+	Entries  []*raftpb.Entry
+	// persisted is closed once the Ready this batch came from is on disk.
+	persisted chan struct{}
+}
+
+// WaitPersisted blocks until the batch's Ready is durable in the local WAL.
+// Entries may be applied before that (they are committed on a quorum), but
+// the state machine must not record an applied index ahead of the local
+// log, nor install a snapshot that the WAL does not know of yet.
+func (a *Apply) WaitPersisted() { <-a.persisted }
+
+// Node runs the raft state machine of one member.
+type Node struct {
+	cfg     Config
+	lg      *zap.Logger
+	disk    *Disk
+	storage *raft.MemoryStorage
+	node    raft.Node
+
+	applyc chan *Apply
+	readc  chan raft.ReadState
+
+	// lead, term and role are written by the Node goroutine only.
+	lead atomic.Uint64
+	role atomic.Int32
+
+	leaderMu      sync.Mutex
+	leaderChanged chan struct{} // closed and replaced on every leader change
+
+	stopc chan struct{}
+	donec chan struct{}
+	err   error // set before donec is closed
+	stop  sync.Once
+}
+
+// NewNode starts raft over what Bootstrap found on disk. Run must be called
+// to drive it.
+func NewNode(cfg Config, disk *Disk, boot *Bootstrap) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ms, err := boot.NewMemoryStorage()
+	if err != nil {
+		return nil, err
+	}
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   ms,
+		Applied:                   cfg.Applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  16 << 20,
+		MaxUncommittedEntriesSize: 1 << 30,
+		MaxInflightMsgs:           512,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		StepDownOnRemoval:         true,
+		Logger:                    newRaftLogger(cfg.Logger),
+	}
+	n := &Node{
+		cfg:           cfg,
+		lg:            cfg.Logger,
+		disk:          disk,
+		storage:       ms,
+		applyc:        make(chan *Apply, 64),
+		readc:         make(chan raft.ReadState, 64),
+		leaderChanged: make(chan struct{}),
+		stopc:         make(chan struct{}),
+		donec:         make(chan struct{}),
+	}
+	if boot.Fresh && !cfg.Join {
+		n.node = raft.StartNode(rc, cfg.Peers)
+	} else {
+		n.node = raft.RestartNode(rc)
+	}
+	return n, nil
+}
+
+// Run is the Node goroutine. It returns when the node stops, with the
+// error that stopped it, if any.
+func (n *Node) Run() error {
+	defer close(n.donec)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			n.node.Tick()
+		case rd := <-n.node.Ready():
+			if err := n.handleReady(&rd); err != nil {
+				n.err = err
+				n.lg.Error("raft loop stopped: cannot persist", zap.Error(err))
+				n.node.Stop()
+				return err
+			}
+		case <-n.stopc:
+			n.node.Stop()
+			return nil
+		}
+	}
+}
+
+func (n *Node) handleReady(rd *raft.Ready) error {
+	if rd.SoftState != nil {
+		n.role.Store(int32(rd.RaftState))
+		if old := n.lead.Swap(rd.Lead); old != rd.Lead {
+			n.lg.Info("leader changed", zap.Uint64("from", old), zap.Uint64("to", rd.Lead))
+			n.leaderMu.Lock()
+			close(n.leaderChanged)
+			n.leaderChanged = make(chan struct{})
+			n.leaderMu.Unlock()
+		}
+	}
+	for _, rs := range rd.ReadStates {
+		select {
+		case n.readc <- rs:
+		default:
+			n.lg.Warn("read state dropped: reader not keeping up", zap.Uint64("index", rs.Index))
+		}
+	}
+
+	ap := &Apply{Snapshot: rd.Snapshot, Entries: rd.CommittedEntries, persisted: make(chan struct{})}
+	if len(ap.Entries) > 0 || !raft.IsEmptySnap(ap.Snapshot) {
+		select {
+		case n.applyc <- ap:
+		case <-n.stopc:
+			return nil
+		}
+	}
+
+	isLeader := raft.StateType(n.role.Load()) == raft.StateLeader
+	if isLeader {
+		// The leader may replicate while it writes its own log (§10.2.1).
+		n.send(rd.Messages)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.disk.SaveSnap(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := n.disk.Save(rd.HardState, rd.Entries); err != nil {
+		return err
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("consensus: apply snapshot to raft log: %w", err)
+		}
+		if err := n.disk.Release(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := n.storage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("consensus: append to raft log: %w", err)
+	}
+	close(ap.persisted)
+	if !isLeader {
+		// Votes and acknowledgements promise what is now on disk.
+		n.send(rd.Messages)
+	}
+	n.node.Advance()
+	return nil
+}
+
+func (n *Node) send(msgs []*raftpb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap && n.cfg.Snapshots != nil {
+			n.cfg.Snapshots(m)
+			continue
+		}
+		out = append(out, m)
+	}
+	n.cfg.Transport.Send(out)
+}
+
+// Stop stops the node and waits for its goroutine to finish.
+func (n *Node) Stop() {
+	n.stop.Do(func() { close(n.stopc) })
+	<-n.donec
+}
+
+// Done is closed when the node goroutine has returned.
+func (n *Node) Done() <-chan struct{} { return n.donec }
+
+// Err is the error that stopped the node, valid after Done is closed.
+func (n *Node) Err() error {
+	<-n.donec
+	return n.err
+}
+
+// Applies delivers batches of committed work in log order.
+func (n *Node) Applies() <-chan *Apply { return n.applyc }
+
+// ReadStates delivers the answers to ReadIndex requests.
+func (n *Node) ReadStates() <-chan raft.ReadState { return n.readc }
+
+// Propose proposes data to be appended to the log. Like raft.Node.Propose
+// it returns raft.ErrProposalDropped when there is no leader to take it.
+func (n *Node) Propose(ctx context.Context, data []byte) error {
+	return n.node.Propose(ctx, data)
+}
+
+// ProposeConfChange proposes a membership change.
+func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	return n.node.ProposeConfChange(ctx, cc)
+}
+
+// ApplyConfChange applies a committed membership change to raft.
+func (n *Node) ApplyConfChange(cc *raftpb.ConfChange) *raftpb.ConfState {
+	return n.node.ApplyConfChange(cc)
+}
+
+// ReadIndex asks for the commit index that a linearizable read must wait
+// for; the answer comes on ReadStates with the same rctx.
+func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
+	return n.node.ReadIndex(ctx, rctx)
+}
+
+// TransferLeadership asks the leader to hand over to transferee.
+func (n *Node) TransferLeadership(ctx context.Context, lead, transferee uint64) {
+	n.node.TransferLeadership(ctx, lead, transferee)
+}
+
+// Process steps a message received from a peer.
+func (n *Node) Process(ctx context.Context, m *raftpb.Message) error {
+	return n.node.Step(ctx, m)
+}
+
+// ReportUnreachable tells raft a peer could not be reached.
+func (n *Node) ReportUnreachable(id uint64) { n.node.ReportUnreachable(id) }
+
+// ReportSnapshot tells raft how sending a snapshot ended.
+func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	n.node.ReportSnapshot(id, status)
+}
+
+// Leader is the current leader's id, 0 when none is known.
+func (n *Node) Leader() uint64 { return n.lead.Load() }
+
+// Role is this member's raft role.
+func (n *Node) Role() raft.StateType { return raft.StateType(n.role.Load()) }
+
+// LeaderChanged returns a channel closed at the next leader change.
+func (n *Node) LeaderChanged() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderChanged
+}
+
+// Status is raft's view of this member.
+func (n *Node) Status() raft.Status { return n.node.Status() }
+
+// Snapshot records a snapshot of the state machine at index i (whose state
+// is already durable, in the engine or in a state file) and compacts the
+// raft log, keeping keep entries before i for slow followers.
+func (n *Node) Snapshot(i uint64, cs *raftpb.ConfState, data []byte, keep uint64) error {
+	s, err := n.storage.CreateSnapshot(i, cs, data)
+	if errors.Is(err, raft.ErrSnapOutOfDate) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("consensus: create snapshot at %d: %w", i, err)
+	}
+	if err := n.disk.SaveSnap(s); err != nil {
+		return err
+	}
+	if err := n.disk.Release(s); err != nil {
+		return err
+	}
+	if i > keep {
+		if err := n.storage.Compact(i - keep); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("consensus: compact raft log to %d: %w", i-keep, err)
+		}
+	}
+	return nil
+}
+
+// SnapshotIndex is the index of the newest snapshot in the raft log.
+func (n *Node) SnapshotIndex() uint64 {
+	s, err := n.storage.Snapshot()
+	if err != nil {
+		return 0
+	}
+	return s.GetMetadata().GetIndex()
+}
+
+// LastSnapshot returns the newest snapshot in the raft log.
+func (n *Node) LastSnapshot() (*raftpb.Snapshot, error) { return n.storage.Snapshot() }

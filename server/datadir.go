@@ -1,0 +1,110 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+)
+
+// The data dir layout:
+//
+//	member.json   identity: member id, cluster id, engine (written once)
+//	removed       present once this member was removed from the cluster
+//	wal/          raft WAL segments
+//	snap/         raft snapshots and state streams (*.snap.db)
+//	engine/       the storage engine's own files, for durable engines
+const (
+	metaFile    = "member.json"
+	removedFile = "removed"
+	engineDir   = "engine"
+)
+
+type memberMeta struct {
+	MemberID  uint64 `json:"member_id"`
+	ClusterID uint64 `json:"cluster_id,string"`
+	Engine    string `json:"engine"`
+}
+
+// readMeta returns the identity recorded in dir, or nil for a data dir that
+// was never used.
+func readMeta(dir string) (*memberMeta, error) {
+	b, err := os.ReadFile(filepath.Join(dir, metaFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", metaFile, err)
+	}
+	var m memberMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("data dir %s: %s is damaged: %w", dir, metaFile, err)
+	}
+	return &m, nil
+}
+
+func writeMeta(dir string, m *memberMeta) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, metaFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", metaFile, err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", metaFile, err)
+	}
+	if err := fileutil.Fsync(f); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", metaFile, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, metaFile)); err != nil {
+		return fmt.Errorf("install %s: %w", metaFile, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := fileutil.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return fileutil.Fsync(d)
+}
+
+// markRemoved records that this member left the cluster, so that it refuses
+// to start on this data dir again.
+func markRemoved(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, removedFile), []byte("removed from the cluster\n"), 0o600); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func wasRemoved(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, removedFile))
+	return err == nil
+}
+
+// clusterIDFromURLs derives a cluster id from the initial peer URLs, so every
+// founding member computes the same one.
+func clusterIDFromURLs(urls []string) uint64 {
+	sorted := append([]string(nil), urls...)
+	sort.Strings(sorted)
+	sum := sha256.Sum256([]byte("metcd\x00" + strings.Join(sorted, "\x00")))
+	return binary.BigEndian.Uint64(sum[:8])
+}

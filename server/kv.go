@@ -1,0 +1,178 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/metcd/metcd/kvstore"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Put sets key to value and returns once the write is committed on a
+// quorum and applied on this member.
+func (s *Server) Put(ctx context.Context, key, value []byte) error {
+	_, err := s.proposeRequest(ctx, &kvstore.Request{Op: kvstore.OpPut, Key: key, Value: value})
+	return err
+}
+
+// Delete removes key, returning ErrKeyNotFound if it did not exist.
+func (s *Server) Delete(ctx context.Context, key []byte) error {
+	r, err := s.proposeRequest(ctx, &kvstore.Request{Op: kvstore.OpDelete, Key: key})
+	if err != nil {
+		return err
+	}
+	if !r.existed {
+		return ErrKeyNotFound
+	}
+	return nil
+}
+
+// Get reads key. A linearizable read first confirms, through a ReadIndex
+// round, that this member has applied every write completed before it;
+// a serializable read answers from local state at once.
+func (s *Server) Get(ctx context.Context, key []byte, linearizable bool) ([]byte, error) {
+	if linearizable {
+		if err := s.LinearizableRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	v, err := s.store.Get(key)
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return nil, ErrKeyNotFound
+	}
+	return v, err
+}
+
+func (s *Server) proposeRequest(ctx context.Context, req *kvstore.Request) (result, error) {
+	req.ID = s.reqIDs.Next()
+	return s.propose(ctx, req.ID, func(pctx context.Context) error {
+		return s.node.Propose(pctx, req.Marshal())
+	})
+}
+
+// propose hands an entry to raft and waits for the apply goroutine to
+// report its result under id. Failures before raft took the entry are
+// definite (nothing was written); failures after it are reported as
+// unknown outcomes.
+func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Context) error) (result, error) {
+	deadline := time.Now().Add(s.cfg.RequestTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := s.waitLeader(deadline); err != nil {
+		return result{}, err
+	}
+	ch := s.w.Register(id)
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := submit(pctx); err != nil {
+		s.w.Trigger(id, nil)
+		switch {
+		case errors.Is(err, raft.ErrProposalDropped):
+			return result{}, ErrNoLeader
+		case errors.Is(err, raft.ErrStopped):
+			return result{}, ErrStopped
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			// raft never took the entry.
+			return result{}, s.noProgress(ErrTimeout)
+		}
+		return result{}, fmt.Errorf("server: propose: %w", err)
+	}
+
+	// Poll for leaderlessness so a member cut off from the quorum answers
+	// within about LeaderWait rather than the whole request timeout.
+	tick := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	var leaderless time.Time
+	for {
+		select {
+		case x := <-ch:
+			if x == nil {
+				return result{}, ErrStopped
+			}
+			r := x.(result)
+			return r, r.err
+		case <-pctx.Done():
+			s.w.Trigger(id, nil)
+			if s.node.Leader() == 0 {
+				return result{}, ErrLeaderLost
+			}
+			return result{}, ErrTimeout
+		case <-tick.C:
+			if s.node.Leader() != 0 {
+				leaderless = time.Time{}
+				continue
+			}
+			if leaderless.IsZero() {
+				leaderless = time.Now()
+			} else if time.Since(leaderless) >= s.cfg.LeaderWait {
+				s.w.Trigger(id, nil)
+				return result{}, ErrLeaderLost
+			}
+		case <-s.stopc:
+			return result{}, ErrStopped
+		}
+	}
+}
+
+// AddMember adds a voting member with the given id and peer URL, returning
+// once the change is applied on this member.
+func (s *Server) AddMember(ctx context.Context, id uint64, peerURL string) error {
+	if id == 0 {
+		return fmt.Errorf("%w: member id must be at least 1", ErrBadMember)
+	}
+	if err := ValidatePeerURL(peerURL); err != nil {
+		return err
+	}
+	s.memMu.RLock()
+	_, exists := s.members[id]
+	removed := s.removed[id]
+	urlTaken := false
+	for _, m := range s.members {
+		urlTaken = urlTaken || m.PeerURL == peerURL
+	}
+	s.memMu.RUnlock()
+	switch {
+	case removed:
+		return ErrIDRemoved
+	case exists:
+		return fmt.Errorf("%w: id %d", ErrMemberExists, id)
+	case urlTaken:
+		return fmt.Errorf("%w: peer URL %s is in use", ErrMemberExists, peerURL)
+	}
+	mctx, err := json.Marshal(kvstore.Member{ID: id, PeerURL: peerURL})
+	if err != nil {
+		return err
+	}
+	return s.proposeConfChange(ctx, &raftpb.ConfChange{
+		Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: mctx,
+	})
+}
+
+// RemoveMember removes a member. Removing this member makes it shut down
+// once the change is applied.
+func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
+	s.memMu.RLock()
+	_, exists := s.members[id]
+	s.memMu.RUnlock()
+	if !exists {
+		return fmt.Errorf("%w: id %d", ErrMemberNotFound, id)
+	}
+	return s.proposeConfChange(ctx, &raftpb.ConfChange{
+		Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(id),
+	})
+}
+
+func (s *Server) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	id := s.reqIDs.Next()
+	cc.Id = proto.Uint64(id)
+	_, err := s.propose(ctx, id, func(pctx context.Context) error {
+		return s.node.ProposeConfChange(pctx, cc)
+	})
+	return err
+}

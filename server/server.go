@@ -1,0 +1,595 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/metcd/metcd/consensus"
+	"github.com/metcd/metcd/kvstore"
+	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/transport"
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	"go.etcd.io/etcd/pkg/v3/idutil"
+	"go.etcd.io/etcd/pkg/v3/wait"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// Server is one running member.
+type Server struct {
+	cfg       Config
+	lg        *zap.Logger
+	id        uint64
+	clusterID uint64
+
+	store *kvstore.Store
+	disk  *consensus.Disk
+	node  *consensus.Node
+	tr    *transport.Transport
+
+	w           wait.Wait      // request id -> result, triggered by apply
+	reqIDs      *idutil.Generator
+	appliedWait wait.WaitTime // applied index notifications
+
+	// memMu guards the membership cache; the apply goroutine writes it.
+	memMu   sync.RWMutex
+	members map[uint64]kvstore.Member
+	removed map[uint64]bool
+
+	// Owned by the apply goroutine.
+	confState *raftpb.ConfState
+	// snapshotForced asks for a snapshot at the next chance, even if
+	// fewer than SnapshotCount entries were applied.
+	snapshotForced bool
+	// snapshotting is set while a snapshot is being written.
+	snapshotting atomic.Bool
+	snapshotWG   sync.WaitGroup
+
+	// Linearizable read batching; see read.go.
+	readMu    sync.Mutex
+	readNext  *readBatch
+	readwaitc chan struct{}
+
+	wg       sync.WaitGroup
+	stopc    chan struct{}
+	stopOnce sync.Once
+	donec    chan struct{} // closed when the server has stopped by itself
+	doneOnce sync.Once
+	errMu    sync.Mutex
+	err      error
+}
+
+// Open bootstraps or restarts the member described by cfg and starts it.
+func Open(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	lg := cfg.Logger
+	s := &Server{
+		cfg:         cfg,
+		lg:          lg,
+		id:          cfg.ID,
+		w:           wait.New(),
+		reqIDs:      idutil.NewGenerator(uint16(cfg.ID), time.Now()),
+		appliedWait: wait.NewTimeList(),
+		members:     map[uint64]kvstore.Member{},
+		removed:     map[uint64]bool{},
+		readNext:    newReadBatch(),
+		readwaitc:   make(chan struct{}, 1),
+		stopc:       make(chan struct{}),
+		donec:       make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+
+	selfURL := cfg.InitialCluster[cfg.ID-1]
+	meta, err := s.checkDataDir()
+	if err != nil {
+		return nil, err
+	}
+	var joinInfo *transport.ClusterInfo
+	if meta == nil {
+		meta = &memberMeta{MemberID: cfg.ID, Engine: cfg.Engine.Name}
+		if cfg.Join {
+			if joinInfo, err = s.fetchJoinInfo(selfURL); err != nil {
+				return nil, err
+			}
+			meta.ClusterID = joinInfo.ClusterID
+		} else {
+			meta.ClusterID = clusterIDFromURLs(cfg.InitialCluster)
+		}
+		if err := fileutil.TouchDirAll(lg, cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+		}
+		if err := writeMeta(cfg.DataDir, meta); err != nil {
+			return nil, err
+		}
+	}
+	s.clusterID = meta.ClusterID
+
+	walMeta := []byte(fmt.Sprintf("metcd member %x cluster %x", cfg.ID, s.clusterID))
+	disk, boot, err := consensus.OpenDisk(lg, filepath.Join(cfg.DataDir, "member"), walMeta)
+	if err != nil {
+		return nil, err
+	}
+	s.disk = disk
+	if err := s.openStore(boot); err != nil {
+		return nil, err
+	}
+	if err := s.loadMembers(); err != nil {
+		return nil, err
+	}
+	s.confState = &raftpb.ConfState{}
+	if boot.Snapshot != nil {
+		s.confState = boot.Snapshot.GetMetadata().GetConfState()
+	}
+
+	s.tr, err = transport.New(transport.Config{
+		Logger:      lg,
+		ID:          cfg.ID,
+		ClusterID:   s.clusterID,
+		PeerURL:     selfURL,
+		Raft:        s,
+		Snapshotter: disk.Snapshotter(),
+		Info:        s.clusterInfo,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var peers []raft.Peer
+	switch {
+	case !boot.Fresh:
+		s.memMu.RLock()
+		for id, m := range s.members {
+			if id != s.id {
+				s.tr.AddPeer(id, m.PeerURL)
+			}
+		}
+		s.memMu.RUnlock()
+	case cfg.Join:
+		for _, m := range joinInfo.Members {
+			if m.ID != s.id {
+				s.tr.AddPeer(m.ID, m.PeerURL)
+			}
+		}
+	default:
+		for i, u := range cfg.InitialCluster {
+			id := uint64(i + 1)
+			ctx, err := json.Marshal(kvstore.Member{ID: id, PeerURL: u})
+			if err != nil {
+				return nil, err
+			}
+			peers = append(peers, raft.Peer{ID: id, Context: ctx})
+			if id != s.id {
+				s.tr.AddPeer(id, u)
+			}
+		}
+	}
+
+	s.node, err = consensus.NewNode(consensus.Config{
+		ID:             cfg.ID,
+		Logger:         lg,
+		TickInterval:   cfg.HeartbeatInterval,
+		HeartbeatTicks: 1,
+		ElectionTicks:  int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+		Peers:          peers,
+		Join:           cfg.Join,
+		Applied:        boot.SnapshotIndex(),
+		Transport:      s.tr,
+		Snapshots:      s.sendSnapshot,
+	}, disk, boot)
+	if err != nil {
+		return nil, err
+	}
+	lg.Info("member starting",
+		zap.Uint64("id", s.id), zap.String("cluster-id", fmt.Sprintf("%x", s.clusterID)),
+		zap.String("peer-url", selfURL), zap.String("engine", cfg.Engine.Name),
+		zap.Bool("fresh", boot.Fresh), zap.Uint64("snapshot-index", boot.SnapshotIndex()),
+		zap.Uint64("applied-index", s.store.Applied()), zap.Int("wal-entries", len(boot.Entries)))
+
+	s.goAttach(func() {
+		if err := s.node.Run(); err != nil {
+			s.fail(fmt.Errorf("raft: %w", err))
+		}
+	})
+	s.goAttach(s.applyLoop)
+	s.goAttach(s.readLoop)
+	s.goAttach(s.watchTransport)
+	s.startPurge()
+	ok = true
+	return s, nil
+}
+
+// checkDataDir refuses a data dir that belongs to another member, cluster
+// or engine, or to a member that was removed. It changes nothing on disk.
+func (s *Server) checkDataDir() (*memberMeta, error) {
+	dir := s.cfg.DataDir
+	meta, err := readMeta(dir)
+	if err != nil {
+		return nil, err
+	}
+	if meta == nil {
+		if fileutil.Exist(filepath.Join(dir, "member")) {
+			return nil, fmt.Errorf("data dir %s holds raft files but no %s: refusing to use it", dir, metaFile)
+		}
+		return nil, nil
+	}
+	if meta.MemberID != s.cfg.ID {
+		return nil, fmt.Errorf("data dir %s belongs to member %d, but this member was started with --id %d", dir, meta.MemberID, s.cfg.ID)
+	}
+	if meta.Engine != s.cfg.Engine.Name {
+		return nil, fmt.Errorf("data dir %s was created with --engine %s, not %s: start with --engine %s, or move to %s by adding a new member that uses it (see README, \"Changing engines\")",
+			dir, meta.Engine, s.cfg.Engine.Name, meta.Engine, s.cfg.Engine.Name)
+	}
+	if !s.cfg.Join {
+		if cid := clusterIDFromURLs(s.cfg.InitialCluster); cid != meta.ClusterID {
+			return nil, fmt.Errorf("data dir %s belongs to cluster %x, but --cluster describes cluster %x: start with the --cluster list the member was created with", dir, meta.ClusterID, cid)
+		}
+	}
+	if wasRemoved(dir) {
+		return nil, fmt.Errorf("member %d was removed from its cluster: its data dir %s cannot be used again; to bring it back, add it under a new id with an empty data dir and --join", meta.MemberID, dir)
+	}
+	return meta, nil
+}
+
+func (s *Server) fetchJoinInfo(selfURL string) (*transport.ClusterInfo, error) {
+	var others []string
+	for _, u := range s.cfg.InitialCluster {
+		if u != selfURL {
+			others = append(others, u)
+		}
+	}
+	if len(others) == 0 {
+		return nil, errors.New("--join needs the peer URLs of existing members in --cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := transport.FetchCluster(ctx, others)
+	if err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	for _, m := range info.Members {
+		if m.ID == s.cfg.ID {
+			if m.PeerURL != selfURL {
+				return nil, fmt.Errorf("join: the cluster knows member %d at %s, not %s", m.ID, m.PeerURL, selfURL)
+			}
+			return info, nil
+		}
+	}
+	return nil, fmt.Errorf("join: member %d is not in the cluster yet; add it first, e.g. curl -XPOST http://<client address of a member>/%d -d %s", s.cfg.ID, s.cfg.ID, selfURL)
+}
+
+// openStore opens the engine and brings it to the newest snapshot when it
+// is behind (always, for a memory engine).
+func (s *Server) openStore(boot *consensus.Bootstrap) error {
+	eng, err := s.openEngine(currentEngineDir(s.cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	st, err := kvstore.Open(eng)
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	s.store = st
+	si := boot.SnapshotIndex()
+	if si == 0 || (eng.Durable() && st.Applied() >= si) {
+		return nil
+	}
+	return s.restoreFromStateFile(si)
+}
+
+func (s *Server) openEngine(dir string) (storage.Engine, error) {
+	eng, err := s.cfg.Engine.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s engine in %s: %w", s.cfg.Engine.Name, dir, err)
+	}
+	return eng, nil
+}
+
+// restoreFromStateFile replaces the store's content with the state stream
+// saved for snapshot index i. The new engine gets a directory of its own;
+// the current one is switched over only after the stream checked out.
+func (s *Server) restoreFromStateFile(i uint64) error {
+	f, err := s.disk.OpenState(i)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dir := filepath.Join(s.cfg.DataDir, fmt.Sprintf("%s-%016x", engineDir, i))
+	os.RemoveAll(dir)
+	fresh, err := s.openEngine(dir)
+	if err != nil {
+		return err
+	}
+	oldDir := currentEngineDir(s.cfg.DataDir)
+	applied, err := s.store.Restore(f, fresh)
+	if err != nil {
+		fresh.Close()
+		os.RemoveAll(dir)
+		return fmt.Errorf("install snapshot %d: %w", i, err)
+	}
+	if fresh.Durable() {
+		if err := setCurrentEngineDir(s.cfg.DataDir, dir); err != nil {
+			return err
+		}
+		if oldDir != dir {
+			os.RemoveAll(oldDir)
+		}
+	}
+	s.lg.Info("installed snapshot state", zap.Uint64("snapshot-index", i), zap.Uint64("applied-index", applied))
+	return nil
+}
+
+const engineCurrentFile = "engine.current"
+
+// currentEngineDir is the engine directory in use: engine/ at first, and a
+// new one after each snapshot installed on a durable engine.
+func currentEngineDir(dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, engineCurrentFile))
+	if err != nil {
+		return filepath.Join(dataDir, engineDir)
+	}
+	return filepath.Join(dataDir, strings.TrimSpace(string(b)))
+}
+
+func setCurrentEngineDir(dataDir, dir string) error {
+	tmp := filepath.Join(dataDir, engineCurrentFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(filepath.Base(dir)+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dataDir, engineCurrentFile)); err != nil {
+		return err
+	}
+	return syncDir(dataDir)
+}
+
+func (s *Server) loadMembers() error {
+	members, removed, err := s.store.Members()
+	if err != nil {
+		return err
+	}
+	s.memMu.Lock()
+	defer s.memMu.Unlock()
+	s.members = map[uint64]kvstore.Member{}
+	s.removed = map[uint64]bool{}
+	for _, m := range members {
+		s.members[m.ID] = m
+	}
+	for _, id := range removed {
+		s.removed[id] = true
+	}
+	return nil
+}
+
+func (s *Server) clusterInfo() transport.ClusterInfo {
+	info := transport.ClusterInfo{ClusterID: s.clusterID}
+	for _, m := range s.Members() {
+		info.Members = append(info.Members, transport.Member{ID: m.ID, PeerURL: m.PeerURL})
+	}
+	return info
+}
+
+func (s *Server) goAttach(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// fail stops the member on its own, recording why.
+func (s *Server) fail(err error) {
+	s.errMu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.errMu.Unlock()
+	s.doneOnce.Do(func() { close(s.donec) })
+}
+
+// Done is closed when the member stops by itself: removed from the
+// cluster, or unable to persist. Err says why.
+func (s *Server) Done() <-chan struct{} { return s.donec }
+
+// Err is the reason the member stopped by itself.
+func (s *Server) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Stop shuts the member down and releases its files and ports.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopc)
+		if s.node != nil {
+			s.node.Stop()
+		}
+		s.wg.Wait()
+		s.snapshotWG.Wait()
+		s.close()
+	})
+}
+
+func (s *Server) close() {
+	if s.tr != nil {
+		s.tr.Stop()
+	}
+	if s.disk != nil {
+		s.disk.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+func (s *Server) watchTransport() {
+	select {
+	case err := <-s.tr.Errors():
+		s.lg.Warn("transport reported a critical error", zap.Error(err))
+		if strings.Contains(err.Error(), "removed") {
+			if merr := markRemoved(s.cfg.DataDir); merr != nil {
+				s.lg.Error("cannot record removal", zap.Error(merr))
+			}
+			s.fail(ErrRemoved)
+			return
+		}
+		s.fail(fmt.Errorf("transport: %w", err))
+	case <-s.stopc:
+	}
+}
+
+func (s *Server) startPurge() {
+	dir := s.disk.SnapDir()
+	for _, p := range []struct {
+		dir, suffix string
+		max         uint
+	}{
+		{dir, "snap", s.cfg.MaxSnapshots},
+		{dir, "snap.db", s.cfg.MaxSnapshots},
+		{s.disk.WALDir(), "wal", s.cfg.MaxWALs},
+	} {
+		errc := fileutil.PurgeFile(s.lg, p.dir, p.suffix, p.max, 30*time.Second, s.stopc)
+		s.goAttach(func() {
+			select {
+			case err := <-errc:
+				s.lg.Warn("purging old files failed", zap.String("dir", p.dir), zap.Error(err))
+			case <-s.stopc:
+			}
+		})
+	}
+}
+
+// rafthttp.Raft, for the transport.
+
+// Process steps a message from a peer.
+func (s *Server) Process(ctx context.Context, m *raftpb.Message) error {
+	if s.IsIDRemoved(m.GetFrom()) {
+		return fmt.Errorf("%w: message from removed member %x", ErrRemoved, m.GetFrom())
+	}
+	return s.node.Process(ctx, m)
+}
+
+// IsIDRemoved reports whether id was removed from the cluster.
+func (s *Server) IsIDRemoved(id uint64) bool {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	return s.removed[id]
+}
+
+// ReportUnreachable passes transport failures to raft.
+func (s *Server) ReportUnreachable(id uint64) { s.node.ReportUnreachable(id) }
+
+// ReportSnapshot passes the outcome of a snapshot send to raft.
+func (s *Server) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	s.node.ReportSnapshot(id, status)
+}
+
+// Member is a member as the API shows it.
+type Member struct {
+	ID       uint64 `json:"id"`
+	PeerURL  string `json:"peer_url"`
+	IsLeader bool   `json:"is_leader"`
+}
+
+// Members lists the current members, ordered by id.
+func (s *Server) Members() []Member {
+	lead := s.node.Leader()
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	out := make([]Member, 0, len(s.members))
+	for _, m := range s.members {
+		out = append(out, Member{ID: m.ID, PeerURL: m.PeerURL, IsLeader: m.ID == lead})
+	}
+	sortMembers(out)
+	return out
+}
+
+func sortMembers(ms []Member) {
+	for i := 1; i < len(ms); i++ {
+		for j := i; j > 0 && ms[j].ID < ms[j-1].ID; j-- {
+			ms[j], ms[j-1] = ms[j-1], ms[j]
+		}
+	}
+}
+
+// Status is this member's view of itself and the cluster.
+type Status struct {
+	MemberID      uint64 `json:"member_id"`
+	ClusterID     string `json:"cluster_id"`
+	Role          string `json:"role"`
+	LeaderID      uint64 `json:"leader_id"`
+	Term          uint64 `json:"term"`
+	CommitIndex   uint64 `json:"commit_index"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	Engine        string `json:"engine"`
+	DataSizeBytes int64  `json:"data_size_bytes"`
+	Keys          int64  `json:"keys"`
+}
+
+// Status reports the member's state.
+func (s *Server) Status() Status {
+	rs := s.node.Status()
+	st := Status{
+		MemberID:      s.id,
+		ClusterID:     strconv.FormatUint(s.clusterID, 16),
+		Role:          roleName(rs.RaftState),
+		LeaderID:      rs.Lead,
+		Term:          rs.GetTerm(),
+		CommitIndex:   rs.GetCommit(),
+		AppliedIndex:  s.store.Applied(),
+		SnapshotIndex: s.node.SnapshotIndex(),
+		Engine:        s.cfg.Engine.Name,
+		Keys:          -1,
+	}
+	if es, err := s.store.Stats(); err == nil {
+		st.DataSizeBytes = es.DiskBytes
+		if es.Keys >= 0 {
+			st.Keys = s.store.UserKeys(es.Keys)
+		}
+	}
+	return st
+}
+
+func roleName(st raft.StateType) string {
+	switch st {
+	case raft.StateLeader:
+		return "leader"
+	case raft.StateFollower:
+		return "follower"
+	case raft.StateCandidate:
+		return "candidate"
+	case raft.StatePreCandidate:
+		return "pre-candidate"
+	}
+	return strings.ToLower(st.String())
+}
+
+// ID is this member's id.
+func (s *Server) ID() uint64 { return s.id }
+
+// ClusterID is the cluster's id.
+func (s *Server) ClusterID() uint64 { return s.clusterID }
+
+// Leader is the current leader id, 0 if none.
+func (s *Server) Leader() uint64 { return s.node.Leader() }
+
+// PeerAddr is the address the peer listener is bound to.
+func (s *Server) PeerAddr() string { return s.tr.Addr().String() }

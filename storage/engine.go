@@ -1,0 +1,107 @@
+package storage
+
+import "errors"
+
+var (
+	// ErrNotFound is returned by Get when the key does not exist.
+	ErrNotFound = errors.New("storage: key not found")
+	// ErrClosed is returned by any call on an engine, snapshot, batch or
+	// iterator after it was closed.
+	ErrClosed = errors.New("storage: closed")
+)
+
+// Reader reads an ordered key space. Keys are compared bytewise.
+type Reader interface {
+	// Get returns the value stored under key, or ErrNotFound. The returned
+	// slice belongs to the caller.
+	Get(key []byte) ([]byte, error)
+	// NewIterator returns an iterator over the keys in [opts.Lower,
+	// opts.Upper). The iterator must be closed by the caller.
+	NewIterator(opts IterOptions) (Iterator, error)
+}
+
+// IterOptions bound an iteration.
+type IterOptions struct {
+	// Lower is the inclusive lower bound; nil means the first key.
+	Lower []byte
+	// Upper is the exclusive upper bound; nil means past the last key.
+	Upper []byte
+	// Reverse iterates from the largest key in range down to the smallest.
+	Reverse bool
+}
+
+// Iterator walks a key range in order. It is not safe for concurrent use.
+//
+//	it, err := r.NewIterator(storage.IterOptions{Lower: a, Upper: b})
+//	if err != nil { ... }
+//	defer it.Close()
+//	for it.Next() { use(it.Key(), it.Value()) }
+//	if err := it.Err(); err != nil { ... }
+type Iterator interface {
+	// Next moves to the next key (the first key on the first call) and
+	// reports whether there is one.
+	Next() bool
+	// Key returns the current key. The slice is valid only until the next
+	// call to Next or Close; copy it to keep it.
+	Key() []byte
+	// Value returns the current value, with the same lifetime as Key.
+	Value() []byte
+	// Err returns the error that ended the iteration, if any.
+	Err() error
+	// Close releases the iterator's resources.
+	Close() error
+}
+
+// Batch collects writes that are applied atomically by Commit: after a
+// crash either all of them are visible or none is. A batch is used by one
+// goroutine at a time.
+type Batch interface {
+	// Put sets key to value. The batch copies both slices.
+	Put(key, value []byte)
+	// Delete removes key; deleting an absent key is not an error.
+	Delete(key []byte)
+	// Len returns the number of operations queued.
+	Len() int
+	// Commit applies the batch atomically. With sync set, the batch is
+	// durable when Commit returns; otherwise it becomes durable at the next
+	// Sync or synced Commit. A batch cannot be reused after Commit.
+	Commit(sync bool) error
+	// Close discards the batch if it was not committed.
+	Close() error
+}
+
+// Snapshot is a consistent read view: writes committed after it was taken
+// are not visible through it. It must be closed.
+type Snapshot interface {
+	Reader
+	Close() error
+}
+
+// Stats describe an engine's size.
+type Stats struct {
+	// DiskBytes is the size of the engine's files; 0 for a memory engine.
+	DiskBytes int64
+	// Keys is the number of keys, or -1 when counting them is not cheap.
+	Keys int64
+}
+
+// Engine is an ordered key-value store. Reads, snapshots and batch commits
+// may be called from many goroutines at once.
+type Engine interface {
+	Reader
+	// NewBatch returns an empty write batch.
+	NewBatch() Batch
+	// NewSnapshot returns a consistent read view of the committed state.
+	NewSnapshot() (Snapshot, error)
+	// Sync makes every committed batch durable.
+	Sync() error
+	// Stats reports the engine's size.
+	Stats() (Stats, error)
+	// Name is the engine's name as given to --engine.
+	Name() string
+	// Durable reports whether committed data survives a process restart
+	// without the help of raft snapshots.
+	Durable() bool
+	// Close releases the engine. Open snapshots and iterators become invalid.
+	Close() error
+}

@@ -1,0 +1,39 @@
+// Package engines names the storage engines metcd can run on, for the
+// --engine flag.
+package engines
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/storage/memory"
+)
+
+// Default is the engine used when --engine is not given.
+const Default = "memory"
+
+// openers maps an engine name to the function that opens it in a dir.
+var openers = map[string]func(dir string) (storage.Engine, error){
+	"memory": func(string) (storage.Engine, error) { return memory.New(), nil },
+}
+
+// Names lists the engines, sorted.
+func Names() []string {
+	names := make([]string, 0, len(openers))
+	for n := range openers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Lookup returns the opener of the named engine.
+func Lookup(name string) (func(dir string) (storage.Engine, error), error) {
+	open, ok := openers[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown engine %q: choose one of %s", name, strings.Join(Names(), ", "))
+	}
+	return open, nil
+}

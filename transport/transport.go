@@ -1,0 +1,179 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// ClusterPath serves ClusterInfo on the peer port.
+const ClusterPath = "/metcd/cluster"
+
+// ClusterInfo is what a member tells a member that wants to join.
+type ClusterInfo struct {
+	ClusterID uint64   `json:"cluster_id,string"`
+	Members   []Member `json:"members"`
+}
+
+// Member is one entry of ClusterInfo.
+type Member struct {
+	ID      uint64 `json:"id"`
+	PeerURL string `json:"peer_url"`
+}
+
+// Config configures a Transport.
+type Config struct {
+	Logger    *zap.Logger
+	ID        uint64
+	ClusterID uint64
+	// PeerURL is this member's own peer URL; the listener binds its host:port.
+	PeerURL     string
+	Raft        rafthttp.Raft
+	Snapshotter *snap.Snapshotter
+	// Info reports the cluster to joining members.
+	Info func() ClusterInfo
+}
+
+// Transport sends raft messages to peers and serves theirs.
+type Transport struct {
+	lg  *zap.Logger
+	rt  *rafthttp.Transport
+	ln  net.Listener
+	srv *http.Server
+}
+
+// New starts listening on the peer URL and starts the raft transport.
+func New(cfg Config) (*Transport, error) {
+	u, err := url.Parse(cfg.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("transport: parse peer URL %q: %w", cfg.PeerURL, err)
+	}
+	urls, err := types.NewURLs([]string{cfg.PeerURL})
+	if err != nil {
+		return nil, fmt.Errorf("transport: peer URL %q: %w", cfg.PeerURL, err)
+	}
+	id := strconv.FormatUint(cfg.ID, 16)
+	rt := &rafthttp.Transport{
+		Logger:      cfg.Logger,
+		DialTimeout: time.Second,
+		ID:          types.ID(cfg.ID),
+		URLs:        urls,
+		ClusterID:   types.ID(cfg.ClusterID),
+		Raft:        cfg.Raft,
+		Snapshotter: cfg.Snapshotter,
+		ServerStats: stats.NewServerStats(id, id),
+		LeaderStats: stats.NewLeaderStats(cfg.Logger, id),
+		ErrorC:      make(chan error, 1),
+	}
+	if err := rt.Start(); err != nil {
+		return nil, fmt.Errorf("transport: start: %w", err)
+	}
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		rt.Stop()
+		return nil, fmt.Errorf("transport: listen on peer URL %s: %w", cfg.PeerURL, err)
+	}
+	mux := http.NewServeMux()
+	raftHandler := rt.Handler()
+	mux.Handle(rafthttp.RaftPrefix, raftHandler)
+	mux.Handle(rafthttp.RaftPrefix+"/", raftHandler)
+	mux.HandleFunc(ClusterPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(cfg.Info())
+	})
+	t := &Transport{lg: cfg.Logger, rt: rt, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	go func() {
+		if err := t.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.lg.Error("peer listener failed", zap.Error(err))
+		}
+	}()
+	return t, nil
+}
+
+// Send sends messages; unknown destinations are dropped.
+func (t *Transport) Send(msgs []*raftpb.Message) { t.rt.Send(msgs) }
+
+// SendSnapshot streams a snapshot message and its state.
+func (t *Transport) SendSnapshot(m *snap.Message) { t.rt.SendSnapshot(m) }
+
+// AddPeer starts talking to a member; adding a known member does nothing.
+func (t *Transport) AddPeer(id uint64, peerURL string) {
+	t.rt.AddPeer(types.ID(id), []string{peerURL})
+}
+
+// RemovePeer stops talking to a member.
+func (t *Transport) RemovePeer(id uint64) {
+	if t.rt.Get(types.ID(id)) != nil {
+		t.rt.RemovePeer(types.ID(id))
+	}
+}
+
+// Errors reports critical transport errors, such as this member having
+// been removed from the cluster.
+func (t *Transport) Errors() <-chan error { return t.rt.ErrorC }
+
+// Addr is the peer listener's address.
+func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+
+// Stop closes the listener and all peer connections.
+func (t *Transport) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	t.srv.Shutdown(ctx)
+	t.srv.Close()
+	t.rt.Stop()
+}
+
+// FetchCluster asks the members at peerURLs, in turn, for the cluster they
+// form, retrying until ctx ends.
+func FetchCluster(ctx context.Context, peerURLs []string) (*ClusterInfo, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var lastErr error
+	for {
+		for _, u := range peerURLs {
+			info, err := fetchOne(ctx, client, u)
+			if err == nil {
+				return info, nil
+			}
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("transport: no member answered with the cluster's state: %w", lastErr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func fetchOne(ctx context.Context, client *http.Client, peerURL string) (*ClusterInfo, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL+ClusterPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", peerURL, resp.Status)
+	}
+	var info ClusterInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return nil, fmt.Errorf("%s: decode cluster info: %w", peerURL, err)
+	}
+	return &info, nil
+}
