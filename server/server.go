@@ -37,7 +37,7 @@ type Server struct {
 	node  *consensus.Node
 	tr    *transport.Transport
 
-	w           wait.Wait      // request id -> result, triggered by apply
+	w           wait.Wait // request id -> result, triggered by apply
 	reqIDs      *idutil.Generator
 	appliedWait wait.WaitTime // applied index notifications
 
