@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -99,6 +101,10 @@ func Open(cfg Config) (*Server, error) {
 	selfURL := cfg.InitialCluster[cfg.ID-1]
 	meta, err := s.checkDataDir()
 	if err != nil {
+		return nil, err
+	}
+	// Fail on a taken peer port before anything is written.
+	if err := checkPortFree(selfURL); err != nil {
 		return nil, err
 	}
 	var joinInfo *transport.ClusterInfo
@@ -245,6 +251,18 @@ func (s *Server) checkDataDir() (*memberMeta, error) {
 		return nil, fmt.Errorf("member %d was removed from its cluster: its data dir %s cannot be used again; to bring it back, add it under a new id with an empty data dir and --join", meta.MemberID, dir)
 	}
 	return meta, nil
+}
+
+func checkPortFree(peerURL string) error {
+	u, err := url.Parse(peerURL)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return fmt.Errorf("cannot listen for peers on %s: %w", peerURL, err)
+	}
+	return ln.Close()
 }
 
 func (s *Server) fetchJoinInfo(selfURL string) (*transport.ClusterInfo, error) {

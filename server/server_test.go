@@ -1,0 +1,282 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/storage/memory"
+	"go.uber.org/zap/zaptest"
+)
+
+// These tests run whole members in-process, on loopback sockets and temp
+// dirs, so the race detector sees the server's goroutines at work.
+
+func freeURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+type testCluster struct {
+	t       *testing.T
+	urls    []string
+	dirs    []string
+	members []*Server
+}
+
+func memConfig(t *testing.T, id uint64, urls []string, dir string) Config {
+	cfg := DefaultConfig()
+	cfg.ID = id
+	cfg.InitialCluster = urls
+	cfg.DataDir = dir
+	cfg.Engine = EngineOpener{Name: "memory", Open: func(string) (storage.Engine, error) { return memory.New(), nil }}
+	cfg.SnapshotCount = 25
+	cfg.HeartbeatInterval = 20 * time.Millisecond
+	cfg.ElectionTimeout = 200 * time.Millisecond
+	cfg.RequestTimeout = 3 * time.Second
+	cfg.Logger = zaptest.NewLogger(t).Named(fmt.Sprint(id))
+	return cfg
+}
+
+func newTestCluster(t *testing.T, n int) *testCluster {
+	c := &testCluster{t: t}
+	for i := 0; i < n; i++ {
+		c.urls = append(c.urls, freeURL(t))
+		c.dirs = append(c.dirs, t.TempDir())
+	}
+	c.members = make([]*Server, n)
+	for i := range c.members {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for _, s := range c.members {
+			if s != nil {
+				s.Stop()
+			}
+		}
+	})
+	c.waitLeader()
+	return c
+}
+
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	s, err := Open(memConfig(c.t, uint64(i+1), c.urls, c.dirs[i]))
+	if err != nil {
+		c.t.Fatalf("start member %d: %v", i+1, err)
+	}
+	c.members[i] = s
+}
+
+func (c *testCluster) stop(i int) {
+	c.members[i].Stop()
+	c.members[i] = nil
+}
+
+func (c *testCluster) waitLeader() uint64 {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range c.members {
+			if s != nil && s.Leader() != 0 {
+				return s.Leader()
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatal("no leader elected within 10s")
+	return 0
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestClusterReplicatesAndReadsLinearizably(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := 0; i < 60; i++ {
+		w := c.members[i%3]
+		k := []byte(fmt.Sprintf("key-%d", i))
+		if err := w.Put(ctx(t), k, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("put %s via member %d: %v", k, w.ID(), err)
+		}
+		r := c.members[(i+1)%3]
+		v, err := r.Get(ctx(t), k, true)
+		if err != nil || string(v) != fmt.Sprint(i) {
+			t.Fatalf("linearizable get %s via member %d: %q %v", k, r.ID(), v, err)
+		}
+	}
+	if err := c.members[0].Delete(ctx(t), []byte("key-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.members[1].Delete(ctx(t), []byte("key-1")); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("second delete: got %v, want ErrKeyNotFound", err)
+	}
+	if _, err := c.members[2].Get(ctx(t), []byte("key-1"), true); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("get deleted key: got %v", err)
+	}
+	// 60 writes with SnapshotCount 25: every member has snapshotted.
+	for _, s := range c.members {
+		if st := s.Status(); st.SnapshotIndex == 0 || st.Keys != 59 {
+			t.Fatalf("member %d status %+v: want a snapshot and 59 keys", s.ID(), st)
+		}
+	}
+}
+
+func TestRestartReplaysSnapshotAndWAL(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := 0; i < 80; i++ {
+		if err := c.members[i%3].Put(ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.stop(1)
+	for i := 80; i < 140; i++ {
+		if err := c.members[0].Put(ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.members[1].Get(ctx(t), []byte("k139"), false)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted member did not catch up: %v (status %+v)", err, c.members[1].Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < 140; i++ {
+		if _, err := c.members[1].Get(ctx(t), []byte(fmt.Sprintf("k%d", i)), false); err != nil {
+			t.Fatalf("k%d missing after restart: %v", i, err)
+		}
+	}
+}
+
+func TestJoinBySnapshotAndRemove(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := 0; i < 100; i++ {
+		if err := c.members[0].Put(ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newURL := freeURL(t)
+	if err := c.members[1].AddMember(ctx(t), 4, newURL); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.members[1].AddMember(ctx(t), 4, freeURL(t)); !errors.Is(err, ErrMemberExists) {
+		t.Fatalf("adding id 4 twice: got %v", err)
+	}
+	cfg := memConfig(t, 4, append(append([]string(nil), c.urls...), newURL), t.TempDir())
+	cfg.Join = true
+	s4, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s4.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := s4.Get(ctx(t), []byte("k99"), false); err == nil && s4.Status().SnapshotIndex > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member 4 did not catch up by snapshot: %+v", s4.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := len(c.members[0].Members()); got != 4 {
+		t.Fatalf("members = %d, want 4", got)
+	}
+
+	if err := c.members[0].RemoveMember(ctx(t), 4); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s4.Done():
+		if !errors.Is(s4.Err(), ErrRemoved) {
+			t.Fatalf("member 4 stopped with %v, want ErrRemoved", s4.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("removed member did not stop")
+	}
+	if err := c.members[0].AddMember(ctx(t), 4, newURL); !errors.Is(err, ErrIDRemoved) {
+		t.Fatalf("re-adding removed id: got %v, want ErrIDRemoved", err)
+	}
+	if err := c.members[2].Put(ctx(t), []byte("after"), []byte("x")); err != nil {
+		t.Fatalf("write after removal: %v", err)
+	}
+	// The removed member's data dir is refused.
+	if _, err := Open(cfg); err == nil {
+		t.Fatal("a removed member restarted on its data dir")
+	}
+}
+
+func TestMinorityAnswersNoLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	if err := c.members[0].Put(ctx(t), []byte("a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(1)
+	c.stop(2)
+	done := make(chan error, 2)
+	go func() { done <- c.members[0].Put(context.Background(), []byte("b"), []byte("2")) }()
+	go func() { _, err := c.members[0].Get(context.Background(), []byte("a"), true); done <- err }()
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrLeaderLost) {
+				t.Fatalf("got %v, want ErrNoLeader or ErrLeaderLost", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("minority member hung")
+		}
+	}
+	if v, err := c.members[0].Get(ctx(t), []byte("a"), false); err != nil || string(v) != "1" {
+		t.Fatalf("serializable read in minority: %q %v", v, err)
+	}
+}
+
+func TestStartupRefusesContradictions(t *testing.T) {
+	urls := []string{freeURL(t), freeURL(t), freeURL(t)}
+	dir := t.TempDir()
+	cfg := memConfig(t, 4, urls, dir)
+	if _, err := Open(cfg); err == nil {
+		t.Fatal("id outside the cluster accepted")
+	}
+	s, err := Open(memConfig(t, 1, urls[:1], dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	s, err = Open(memConfig(t, 1, urls[:1], dir))
+	if err != nil {
+		t.Fatalf("restart on own dir: %v", err)
+	}
+	s.Stop()
+	for name, cfg := range map[string]Config{
+		"other member":  memConfig(t, 2, urls[:2], dir),
+		"other cluster": memConfig(t, 1, urls[1:2], dir),
+	} {
+		if _, err := Open(cfg); err == nil {
+			t.Fatalf("%s: data dir accepted", name)
+		}
+	}
+	other := memConfig(t, 1, urls[:1], dir)
+	other.Engine.Name = "other"
+	if _, err := Open(other); err == nil {
+		t.Fatal("data dir of another engine accepted")
+	}
+}
