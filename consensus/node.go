@@ -72,20 +72,33 @@ func (c *Config) validate() error {
 	return nil
 }
 
+func (c *Config) validateFor(boot *Bootstrap) error {
+	if boot.Fresh && !c.Join && len(c.Peers) == 0 {
+		return errors.New("consensus: a new cluster needs its initial peers (or Join to join one)")
+	}
+	return nil
+}
+
 // Apply is one batch of work for the state machine, in log order: first
 // the snapshot to install, if any, then the committed entries.
 type Apply struct {
 	Snapshot *raftpb.Snapshot
 	Entries  []*raftpb.Entry
-	// persisted is closed once the Ready this batch came from is on disk.
+	// persisted is closed once the Ready this batch came from is on disk,
+	// or could not be written (then err is set first).
 	persisted chan struct{}
+	err       error
 }
 
-// WaitPersisted blocks until the batch's Ready is durable in the local WAL.
-// Entries may be applied before that (they are committed on a quorum), but
-// the state machine must not record an applied index ahead of the local
-// log, nor install a snapshot that the WAL does not know of yet.
-func (a *Apply) WaitPersisted() { <-a.persisted }
+// WaitPersisted blocks until the batch's Ready is durable in the local WAL
+// and returns an error if it could not be made so. Entries may be applied
+// before that (they are committed on a quorum), but the state machine must
+// not record an applied index ahead of the local log, nor install a
+// snapshot that the WAL does not know of yet.
+func (a *Apply) WaitPersisted() error {
+	<-a.persisted
+	return a.err
+}
 
 // Node runs the raft state machine of one member.
 type Node struct {
@@ -115,6 +128,9 @@ type Node struct {
 // to drive it.
 func NewNode(cfg Config, disk *Disk, boot *Bootstrap) (*Node, error) {
 	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.validateFor(boot); err != nil {
 		return nil, err
 	}
 	ms, err := boot.NewMemoryStorage()
@@ -179,7 +195,7 @@ func (n *Node) Run() error {
 	}
 }
 
-func (n *Node) handleReady(rd *raft.Ready) error {
+func (n *Node) handleReady(rd *raft.Ready) (err error) {
 	if rd.SoftState != nil {
 		n.role.Store(int32(rd.RaftState))
 		if old := n.lead.Swap(rd.Lead); old != rd.Lead {
@@ -206,6 +222,14 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 			return nil
 		}
 	}
+	defer func() {
+		// Release the apply side whatever happens; it must not wait forever
+		// on a batch that will never be durable.
+		if err != nil {
+			ap.err = err
+			close(ap.persisted)
+		}
+	}()
 
 	isLeader := raft.StateType(n.role.Load()) == raft.StateLeader
 	if isLeader {

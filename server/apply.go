@@ -51,7 +51,9 @@ func (s *Server) applyLoop() {
 // configuration only from the snapshot.
 func (s *Server) apply(ap *consensus.Apply) error {
 	if !raft.IsEmptySnap(ap.Snapshot) {
-		ap.WaitPersisted()
+		if err := ap.WaitPersisted(); err != nil {
+			return err
+		}
 		if err := s.installSnapshot(ap.Snapshot); err != nil {
 			return err
 		}
@@ -115,7 +117,10 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		}
 	}
 	// Never record an applied index ahead of the local log.
-	ap.WaitPersisted()
+	if err := ap.WaitPersisted(); err != nil {
+		txn.Abort()
+		return err
+	}
 	if last > applied {
 		if err := txn.Commit(last, false); err != nil {
 			return err
