@@ -1,11 +1,13 @@
 package consensus
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
@@ -98,11 +100,70 @@ func OpenDisk(lg *zap.Logger, dir string, metadata []byte) (*Disk, *Bootstrap, e
 		if repaired || !errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, nil, fmt.Errorf("consensus: read WAL in %s: %w", d.walDir, err)
 		}
+		torn, terr := tornTail(d.walDir)
+		if terr != nil {
+			return nil, nil, fmt.Errorf("consensus: inspect damaged WAL in %s: %w", d.walDir, terr)
+		}
+		if !torn {
+			return nil, nil, fmt.Errorf("consensus: WAL in %s is damaged before its end (not a torn last write); refusing to cut it: %w", d.walDir, err)
+		}
 		lg.Warn("WAL ends in a torn record; repairing", zap.String("dir", d.walDir))
 		if !wal.Repair(lg, d.walDir) {
 			return nil, nil, fmt.Errorf("consensus: repair WAL in %s: %w", d.walDir, err)
 		}
 	}
+}
+
+// tornTail reports whether the first undecodable record of the last WAL
+// file is the trace of a write cut short, which wal.Repair may drop. The
+// decoder says "unexpected EOF" both for that and for a damaged length
+// field in the middle of the file. A torn write leaves either a zeroed
+// sector inside a record that fits in the (preallocated) file, or a file
+// that ends inside a record of plausible length; a record that claims more
+// than a whole segment can hold was damaged, and cutting the WAL there
+// would silently drop what follows it. (A damaged length that still looks
+// plausible is not told apart here.)
+func tornTail(walDir string) (bool, error) {
+	names, err := filepath.Glob(filepath.Join(walDir, "*.wal"))
+	if err != nil || len(names) == 0 {
+		return false, fmt.Errorf("no WAL files: %v", err)
+	}
+	sort.Strings(names)
+	f, err := os.Open(names[len(names)-1])
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	dec := wal.NewDecoder(fileutil.NewFileReader(f))
+	rec := &walpb.Record{}
+	for {
+		err = dec.Decode(rec)
+		if err != nil {
+			break
+		}
+		if rec.GetType() == wal.CrcType {
+			dec.UpdateCRC(rec.GetCrc())
+		}
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		return false, nil
+	}
+	off := dec.LastOffset()
+	var hdr [8]byte
+	if _, err := f.ReadAt(hdr[:], off); err != nil {
+		// Not even a whole length field: cut short at the very end.
+		return true, nil
+	}
+	lenField := binary.LittleEndian.Uint64(hdr[:])
+	recBytes := int64(lenField &^ (uint64(0xff) << 56))
+	if off+8+recBytes <= st.Size() {
+		return true, nil
+	}
+	return recBytes <= wal.SegmentSizeBytes, nil
 }
 
 // Save appends entries and the hard state to the WAL and fsyncs it when
