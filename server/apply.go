@@ -38,6 +38,8 @@ func (s *Server) applyLoop() {
 				s.fail(fmt.Errorf("apply: %w", err))
 				return
 			}
+		case m := <-s.snapc:
+			s.startSnapshotSend(m)
 		case <-s.stopc:
 			return
 		}
@@ -67,11 +69,11 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		results     []pendingResult
 		last        uint64
 		removedSelf bool
-		added       bool
 	)
 	for _, e := range ap.Entries {
 		idx := e.GetIndex()
 		last = idx
+		s.lastIndex, s.lastTerm = idx, e.GetTerm()
 		switch e.GetType() {
 		case raftpb.EntryNormal:
 			if idx <= applied || len(e.GetData()) == 0 {
@@ -110,7 +112,6 @@ func (s *Server) apply(ap *consensus.Apply) error {
 				return err
 			}
 			removedSelf = removedSelf || self
-			added = added || (r.err == nil && cc.GetType() == raftpb.ConfChangeAddNode)
 			if cc.GetId() != 0 {
 				results = append(results, pendingResult{cc.GetId(), r})
 			}
@@ -140,9 +141,7 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		s.fail(ErrRemoved)
 		return nil
 	}
-	// A new member may need a snapshot, and raft only sends one whose
-	// configuration includes the member: make one that does.
-	s.maybeSnapshot(added)
+	s.maybeSnapshot()
 	return nil
 }
 
@@ -223,6 +222,7 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 	if err := s.restoreFromStateFile(si); err != nil {
 		return err
 	}
+	s.lastIndex, s.lastTerm = si, sn.GetMetadata().GetTerm()
 	s.confState = sn.GetMetadata().GetConfState()
 	if err := s.loadMembers(); err != nil {
 		return err
@@ -243,18 +243,12 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 }
 
 // maybeSnapshot starts a snapshot when enough entries were applied since
-// the last one, or when forced. It runs on the apply goroutine; the work
-// happens on another.
-func (s *Server) maybeSnapshot(force bool) {
+// the last one. It runs on the apply goroutine; the work happens on another.
+func (s *Server) maybeSnapshot() {
 	applied := s.store.Applied()
-	due := applied-s.node.SnapshotIndex() >= s.cfg.SnapshotCount
-	if force {
-		s.snapshotForced = true
-	}
-	if !(due || s.snapshotForced) || !s.snapshotting.CompareAndSwap(false, true) {
+	if applied-s.node.SnapshotIndex() < s.cfg.SnapshotCount || !s.snapshotting.CompareAndSwap(false, true) {
 		return
 	}
-	s.snapshotForced = false
 	cs := proto.Clone(s.confState).(*raftpb.ConfState)
 	durable := s.store.Engine().Durable()
 	var view *kvstore.View
@@ -306,24 +300,54 @@ func (s *Server) snapshot(index uint64, cs *raftpb.ConfState, view *kvstore.View
 	return nil
 }
 
-// sendSnapshot streams the current state to a follower that needs it. The
-// view may be newer than the raft snapshot in m; the follower skips the
-// entries the stream already covers.
+// sendSnapshot asks the apply goroutine to stream the current state to a
+// follower that needs it. Called on the raft goroutine; must not block.
 func (s *Server) sendSnapshot(m *raftpb.Message) {
+	select {
+	case s.snapc <- m:
+	default:
+		// One is being prepared already; raft asks again after a failure.
+		s.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+	}
+}
+
+// startSnapshotSend runs on the apply goroutine, where the applied index,
+// its term and the configuration are known together. Like etcd, it sends
+// the state as of now rather than as of raft's stored snapshot, and rewrites
+// the message's metadata to match: the stored snapshot may predate a
+// membership change that added the very follower it goes to, and raft
+// refuses a snapshot whose configuration does not include its receiver.
+func (s *Server) startSnapshotSend(m *raftpb.Message) {
+	fail := func(msg string, err error) {
+		s.lg.Warn(msg, zap.Uint64("to", m.GetTo()), zap.Error(err))
+		s.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+	}
+	view, err := s.store.View()
+	if err != nil {
+		fail("cannot open view to send snapshot", err)
+		return
+	}
+	if view.Applied() != s.lastIndex || s.lastTerm == 0 {
+		view.Close()
+		fail("applied state not settled yet; snapshot send deferred", fmt.Errorf("applied %d, last seen entry %d", view.Applied(), s.lastIndex))
+		return
+	}
+	m = proto.Clone(m).(*raftpb.Message)
+	m.Snapshot = &raftpb.Snapshot{
+		Metadata: &raftpb.SnapshotMetadata{
+			Index:     proto.Uint64(view.Applied()),
+			Term:      proto.Uint64(s.lastTerm),
+			ConfState: proto.Clone(s.confState).(*raftpb.ConfState),
+		},
+		Data: snapshotData,
+	}
 	s.snapshotWG.Add(1)
 	go func() {
 		defer s.snapshotWG.Done()
-		view, err := s.store.View()
-		if err != nil {
-			s.lg.Error("cannot open view to send snapshot", zap.Error(err))
-			s.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
-			return
-		}
 		size, err := view.Size()
 		if err != nil {
 			view.Close()
-			s.lg.Error("cannot size snapshot", zap.Error(err))
-			s.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+			fail("cannot size snapshot", err)
 			return
 		}
 		pr, pw := io.Pipe()
@@ -333,7 +357,7 @@ func (s *Server) sendSnapshot(m *raftpb.Message) {
 			pw.CloseWithError(err)
 		}()
 		msg := snap.NewMessage(m, pr, size)
-		s.lg.Info("sending snapshot", zap.Uint64("to", m.GetTo()), zap.Uint64("snapshot-index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Uint64("state-applied-index", view.Applied()), zap.Int64("bytes", size))
+		s.lg.Info("sending snapshot", zap.Uint64("to", m.GetTo()), zap.Uint64("index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Int64("bytes", size))
 		s.tr.SendSnapshot(msg)
 		select {
 		case <-msg.CloseNotify():

@@ -50,9 +50,10 @@ type Server struct {
 
 	// Owned by the apply goroutine.
 	confState *raftpb.ConfState
-	// snapshotForced asks for a snapshot at the next chance, even if
-	// fewer than SnapshotCount entries were applied.
-	snapshotForced bool
+	// lastIndex and lastTerm are those of the newest entry seen by apply.
+	lastIndex, lastTerm uint64
+	// snapc carries snapshot messages from raft to the apply goroutine.
+	snapc chan *raftpb.Message
 	// snapshotting is set while a snapshot is being written.
 	snapshotting atomic.Bool
 	snapshotWG   sync.WaitGroup
@@ -88,6 +89,7 @@ func Open(cfg Config) (*Server, error) {
 		removed:     map[uint64]bool{},
 		readNext:    newReadBatch(),
 		readwaitc:   make(chan struct{}, 1),
+		snapc:       make(chan *raftpb.Message, 1),
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
 	}
@@ -141,7 +143,9 @@ func Open(cfg Config) (*Server, error) {
 	}
 	s.confState = &raftpb.ConfState{}
 	if boot.Snapshot != nil {
-		s.confState = boot.Snapshot.GetMetadata().GetConfState()
+		md := boot.Snapshot.GetMetadata()
+		s.confState = md.GetConfState()
+		s.lastIndex, s.lastTerm = md.GetIndex(), md.GetTerm()
 	}
 
 	s.tr, err = transport.New(transport.Config{
