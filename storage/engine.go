@@ -10,17 +10,21 @@ var (
 	ErrClosed = errors.New("storage: closed")
 )
 
-// Reader reads an ordered key space. Keys are compared bytewise.
+// Reader reads an ordered key space. Keys are non-empty byte strings,
+// compared bytewise.
 type Reader interface {
 	// Get returns the value stored under key, or ErrNotFound. The returned
 	// slice belongs to the caller.
 	Get(key []byte) ([]byte, error)
 	// NewIterator returns an iterator over the keys in [opts.Lower,
-	// opts.Upper). The iterator must be closed by the caller.
+	// opts.Upper), showing the state at one point in time (writes committed
+	// after NewIterator are not seen). The iterator must be closed by the
+	// caller.
 	NewIterator(opts IterOptions) (Iterator, error)
 }
 
-// IterOptions bound an iteration.
+// IterOptions bound an iteration. Only nil means unbounded; Lower >= Upper
+// gives an empty iteration.
 type IterOptions struct {
 	// Lower is the inclusive lower bound; nil means the first key.
 	Lower []byte
@@ -64,9 +68,12 @@ type Batch interface {
 	Len() int
 	// Commit applies the batch atomically. With sync set, the batch is
 	// durable when Commit returns; otherwise it becomes durable at the next
-	// Sync or synced Commit. A batch cannot be reused after Commit.
+	// Sync or synced Commit (an engine may make it durable sooner). A batch
+	// cannot be reused after Commit: a second Commit returns an error, and
+	// Put or Delete after Commit are ignored.
 	Commit(sync bool) error
-	// Close discards the batch if it was not committed.
+	// Close discards the batch if it was not committed; after Commit it is
+	// a no-op returning nil, so `defer b.Close()` is always safe.
 	Close() error
 }
 
@@ -102,6 +109,8 @@ type Engine interface {
 	// Durable reports whether committed data survives a process restart
 	// without the help of raft snapshots.
 	Durable() bool
-	// Close releases the engine. Open snapshots and iterators become invalid.
+	// Close releases the engine; unsynced commits may be lost. Callers
+	// should close snapshots and iterators first: an engine may wait for
+	// them, and they return ErrClosed afterwards.
 	Close() error
 }
