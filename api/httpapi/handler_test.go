@@ -1,0 +1,189 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/metcd/metcd/server"
+)
+
+// fakeBackend stands in for the server below the API: a map, and errors on
+// demand, so each HTTP mapping can be checked on its own.
+type fakeBackend struct {
+	mu      sync.Mutex
+	kv      map[string]string
+	err     error
+	lastLin bool
+	added   map[uint64]string
+}
+
+func newFake() *fakeBackend {
+	return &fakeBackend{kv: map[string]string{}, added: map[uint64]string{}}
+}
+
+func (f *fakeBackend) Put(_ context.Context, k, v []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.kv[string(k)] = string(v)
+	return nil
+}
+
+func (f *fakeBackend) Delete(_ context.Context, k []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	if _, ok := f.kv[string(k)]; !ok {
+		return server.ErrKeyNotFound
+	}
+	delete(f.kv, string(k))
+	return nil
+}
+
+func (f *fakeBackend) Get(_ context.Context, k []byte, lin bool) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastLin = lin
+	if f.err != nil {
+		return nil, f.err
+	}
+	v, ok := f.kv[string(k)]
+	if !ok {
+		return nil, server.ErrKeyNotFound
+	}
+	return []byte(v), nil
+}
+
+func (f *fakeBackend) AddMember(_ context.Context, id uint64, u string) error {
+	if err := server.ValidatePeerURL(u); err != nil {
+		return err
+	}
+	f.added[id] = u
+	return nil
+}
+
+func (f *fakeBackend) RemoveMember(_ context.Context, id uint64) error {
+	if _, ok := f.added[id]; !ok {
+		return server.ErrMemberNotFound
+	}
+	return nil
+}
+
+func (f *fakeBackend) Members() []server.Member { return nil }
+func (f *fakeBackend) Status() server.Status   { return server.Status{MemberID: 1, LeaderID: 1} }
+
+func do(t *testing.T, h http.Handler, method, path, body string) (int, string, http.Header) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	b, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(b), rec.Result().Header
+}
+
+func TestKeysAndConsistency(t *testing.T) {
+	f := newFake()
+	h := NewHandler(f, Options{MaxRequestBytes: 16})
+	if code, _, _ := do(t, h, "PUT", "/config/db/host", "10.0.0.5"); code != http.StatusNoContent {
+		t.Fatalf("PUT: %d", code)
+	}
+	if f.kv["config/db/host"] != "10.0.0.5" {
+		t.Fatalf("stored %v", f.kv)
+	}
+	if code, body, _ := do(t, h, "GET", "/config/db/host", ""); code != 200 || body != "10.0.0.5" || !f.lastLin {
+		t.Fatalf("GET: %d %q linearizable=%v", code, body, f.lastLin)
+	}
+	if code, _, _ := do(t, h, "GET", "/config/db/host?consistency=serializable", ""); code != 200 || f.lastLin {
+		t.Fatalf("serializable GET: %d linearizable=%v", code, f.lastLin)
+	}
+	if code, _, _ := do(t, h, "PUT", "/a%2Fb%20c", "x"); code != http.StatusNoContent || f.kv["a/b c"] != "x" {
+		t.Fatalf("escaped key: %d %v", code, f.kv)
+	}
+	if code, body, _ := do(t, h, "HEAD", "/config/db/host", ""); code != 200 || body != "" {
+		t.Fatalf("HEAD: %d %q", code, body)
+	}
+	if code, _, _ := do(t, h, "DELETE", "/config/db/host", ""); code != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", code)
+	}
+	if code, _, _ := do(t, h, "DELETE", "/config/db/host", ""); code != http.StatusNotFound {
+		t.Fatalf("second DELETE: %d", code)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	h := NewHandler(newFake(), Options{MaxRequestBytes: 32})
+	for _, tc := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"PUT", "/", "x", 400},
+		{"GET", "/", "", 400},
+		{"PUT", "/" + strings.Repeat("k", MaxKeyBytes+1), "x", 400},
+		{"PUT", "/k", strings.Repeat("v", 33), 413},
+		{"PUT", "/k", strings.Repeat("v", 32), 204},
+		{"PATCH", "/k", "", 405},
+		{"GET", "/k?consistency=bogus", "", 400},
+		{"POST", "/abc", "http://127.0.0.1:1", 400},
+		{"POST", "/0", "http://127.0.0.1:1", 400},
+		{"POST", "/4", "not a url", 400},
+		{"POST", "/4", "", 400},
+		{"POST", "/4", "http://127.0.0.1:4000", 204},
+		{"DELETE", "/admin/members/9", "", 404},
+		{"DELETE", "/admin/members/x", "", 400},
+		{"PUT", "/admin/status", "x", 405},
+		{"PUT", "/v3/kv/put", "x", 404},
+	} {
+		code, body, hdr := do(t, h, tc.method, tc.path, tc.body)
+		if code != tc.want {
+			t.Errorf("%s %.40s: got %d (%s), want %d", tc.method, tc.path, code, strings.TrimSpace(body), tc.want)
+		}
+		if code >= 400 && code != 405 && (body == "" || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain")) {
+			t.Errorf("%s %.40s: error without a text message: %q %q", tc.method, tc.path, hdr.Get("Content-Type"), body)
+		}
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	for _, tc := range []struct {
+		err     error
+		code    int
+		outcome string
+	}{
+		{server.ErrNoLeader, 503, ""},
+		{server.ErrLeaderLost, 503, "unknown"},
+		{server.ErrTimeout, 504, "unknown"},
+		{server.ErrReadTimeout, 504, ""},
+		{server.ErrStopped, 503, ""},
+		{fmt.Errorf("disk on fire"), 500, ""},
+	} {
+		f := newFake()
+		f.err = tc.err
+		h := NewHandler(f, Options{})
+		code, body, hdr := do(t, h, "PUT", "/k", "v")
+		if code != tc.code || hdr.Get("X-Metcd-Outcome") != tc.outcome || body == "" {
+			t.Errorf("%v: got %d outcome=%q body=%q, want %d outcome=%q", tc.err, code, hdr.Get("X-Metcd-Outcome"), body, tc.code, tc.outcome)
+		}
+	}
+}
+
+func TestAdminEndpoints(t *testing.T) {
+	h := NewHandler(newFake(), Options{Version: "test"})
+	for _, p := range []string{"/admin/status", "/admin/members", "/health", "/version", "/metrics"} {
+		if code, body, _ := do(t, h, "GET", p, ""); code != 200 || body == "" {
+			t.Errorf("GET %s: %d %q", p, code, body)
+		}
+	}
+	if code, _, _ := do(t, h, "GET", "/debug/pprof/", ""); code != 404 {
+		t.Errorf("pprof without --enable-pprof: %d, want 404", code)
+	}
+}
