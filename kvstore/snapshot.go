@@ -172,10 +172,15 @@ func (s *Store) Restore(r io.Reader, fresh storage.Engine) (uint64, error) {
 	if err := b.Commit(true); err != nil {
 		return 0, fmt.Errorf("kvstore: restore: write applied index: %w", err)
 	}
+	keys, err := readUint(fresh, countKey)
+	if err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	old := s.eng
 	s.eng = fresh
 	s.applied.Store(applied)
+	s.keys.Store(int64(keys))
 	s.mu.Unlock()
 	if old != nil && old != fresh {
 		if err := old.Close(); err != nil {

@@ -20,7 +20,11 @@ const (
 	prefixRemoved = 'r'
 )
 
-var appliedKey = []byte{'a'}
+var (
+	appliedKey = []byte{'a'}
+	// countKey holds the number of user keys, kept in step by every Txn.
+	countKey = []byte{'n'}
+)
 
 // ErrNotFound is returned by Get for an absent key.
 var ErrNotFound = errors.New("kvstore: key not found")
@@ -41,29 +45,49 @@ type Store struct {
 
 	// applied is the raft index of the last committed Txn.
 	applied atomic.Uint64
+	// keys is the number of user keys as of applied.
+	keys atomic.Int64
 }
 
 // Open wraps eng and loads the applied index it holds.
 func Open(eng storage.Engine) (*Store, error) {
 	s := &Store{eng: eng}
-	idx, err := readApplied(eng)
-	if err != nil {
+	if err := s.load(eng); err != nil {
 		return nil, err
 	}
-	s.applied.Store(idx)
 	return s, nil
 }
 
-func readApplied(r storage.Reader) (uint64, error) {
-	v, err := r.Get(appliedKey)
+// load reads the applied index and key count an engine holds.
+func (s *Store) load(eng storage.Engine) error {
+	idx, err := readApplied(eng)
+	if err != nil {
+		return err
+	}
+	n, err := readUint(eng, countKey)
+	if err != nil {
+		return err
+	}
+	s.applied.Store(idx)
+	s.keys.Store(int64(n))
+	return nil
+}
+
+// Keys is the number of user keys.
+func (s *Store) Keys() int64 { return s.keys.Load() }
+
+func readApplied(r storage.Reader) (uint64, error) { return readUint(r, appliedKey) }
+
+func readUint(r storage.Reader, key []byte) (uint64, error) {
+	v, err := r.Get(key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("kvstore: read applied index: %w", err)
+		return 0, fmt.Errorf("kvstore: read %q: %w", key, err)
 	}
 	if len(v) != 8 {
-		return 0, fmt.Errorf("kvstore: applied index has %d bytes, want 8", len(v))
+		return 0, fmt.Errorf("kvstore: %q has %d bytes, want 8", key, len(v))
 	}
 	return binary.BigEndian.Uint64(v), nil
 }
@@ -190,6 +214,7 @@ type Txn struct {
 	batch   storage.Batch
 	pending map[string][]byte // user key -> value; nil value means deleted
 	n       int
+	delta   int64 // change in the number of user keys
 }
 
 // NewTxn starts a write transaction.
@@ -203,31 +228,47 @@ func (s *Store) NewTxn() *Txn {
 // Len is the number of writes queued.
 func (t *Txn) Len() int { return t.n }
 
+// exists reports whether key is present, counting this Txn's own writes.
+func (t *Txn) exists(key []byte) (bool, error) {
+	if v, ok := t.pending[string(key)]; ok {
+		return v != nil, nil
+	}
+	_, err := t.s.Get(key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
 // Put sets a user key.
-func (t *Txn) Put(key, value []byte) {
+func (t *Txn) Put(key, value []byte) error {
+	existed, err := t.exists(key)
+	if err != nil {
+		return err
+	}
+	if !existed {
+		t.delta++
+	}
 	t.batch.Put(userKey(key), value)
 	if value == nil {
 		value = []byte{}
 	}
 	t.pending[string(key)] = append([]byte(nil), value...)
 	t.n++
+	return nil
 }
 
 // Delete removes a user key and reports whether it existed.
 func (t *Txn) Delete(key []byte) (bool, error) {
-	existed := false
-	if v, ok := t.pending[string(key)]; ok {
-		existed = v != nil
-	} else {
-		_, err := t.s.Get(key)
-		switch {
-		case err == nil:
-			existed = true
-		case !errors.Is(err, ErrNotFound):
-			return false, err
-		}
+	existed, err := t.exists(key)
+	if err != nil {
+		return false, err
 	}
 	if existed {
+		t.delta--
 		t.batch.Delete(userKey(key))
 		t.pending[string(key)] = nil
 		t.n++
@@ -260,12 +301,19 @@ func (t *Txn) Commit(applied uint64, sync bool) error {
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], applied)
 	t.batch.Put(appliedKey, v[:])
+	keys := t.s.keys.Load() + t.delta
+	if t.delta != 0 {
+		var c [8]byte
+		binary.BigEndian.PutUint64(c[:], uint64(keys))
+		t.batch.Put(countKey, c[:])
+	}
 	t.s.mu.RLock()
 	err := t.batch.Commit(sync)
 	t.s.mu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("kvstore: commit applied index %d: %w", applied, err)
 	}
+	t.s.keys.Store(keys)
 	t.s.applied.Store(applied)
 	return nil
 }
@@ -273,17 +321,3 @@ func (t *Txn) Commit(applied uint64, sync bool) error {
 // Abort discards the transaction.
 func (t *Txn) Abort() { t.batch.Close() }
 
-// UserKeys converts an engine-wide key count into the number of user keys
-// by subtracting metcd's own records.
-func (s *Store) UserKeys(engineKeys int64) int64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	n := engineKeys
-	for _, p := range []byte{prefixMember, prefixRemoved} {
-		scan(s.eng, []byte{p}, func(_, _ []byte) error { n--; return nil })
-	}
-	if _, err := s.eng.Get(appliedKey); err == nil {
-		n--
-	}
-	return n
-}

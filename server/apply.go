@@ -88,7 +88,10 @@ func (s *Server) apply(ap *consensus.Apply) error {
 			var r result
 			switch req.Op {
 			case kvstore.OpPut:
-				txn.Put(req.Key, req.Value)
+				if err := txn.Put(req.Key, req.Value); err != nil {
+					txn.Abort()
+					return err
+				}
 			case kvstore.OpDelete:
 				existed, err := txn.Delete(req.Key)
 				if err != nil {

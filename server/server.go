@@ -299,6 +299,7 @@ func (s *Server) fetchJoinInfo(selfURL string) (*transport.ClusterInfo, error) {
 // openStore opens the engine and brings it to the newest snapshot when it
 // is behind (always, for a memory engine).
 func (s *Server) openStore(boot *consensus.Bootstrap) error {
+	removeStaleEngineDirs(s.cfg.DataDir)
 	eng, err := s.openEngine(currentEngineDir(s.cfg.DataDir))
 	if err != nil {
 		return err
@@ -333,8 +334,9 @@ func (s *Server) restoreFromStateFile(i uint64) error {
 		return err
 	}
 	defer f.Close()
-	dir := filepath.Join(s.cfg.DataDir, fmt.Sprintf("%s-%016x", engineDir, i))
-	os.RemoveAll(dir)
+	// A new directory each time: the current engine may itself live in
+	// one named for an earlier install.
+	dir := filepath.Join(s.cfg.DataDir, fmt.Sprintf("%s-%016x-%x", engineDir, i, time.Now().UnixNano()))
 	fresh, err := s.openEngine(dir)
 	if err != nil {
 		return err
@@ -368,6 +370,18 @@ func currentEngineDir(dataDir string) string {
 		return filepath.Join(dataDir, engineDir)
 	}
 	return filepath.Join(dataDir, strings.TrimSpace(string(b)))
+}
+
+// removeStaleEngineDirs deletes engine directories left by snapshot installs
+// that a crash interrupted, or that were replaced.
+func removeStaleEngineDirs(dataDir string) {
+	cur := filepath.Base(currentEngineDir(dataDir))
+	dirs, _ := filepath.Glob(filepath.Join(dataDir, engineDir+"-*"))
+	for _, d := range dirs {
+		if filepath.Base(d) != cur {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 func setCurrentEngineDir(dataDir, dir string) error {
@@ -579,13 +593,10 @@ func (s *Server) Status() Status {
 		AppliedIndex:  s.store.Applied(),
 		SnapshotIndex: s.node.SnapshotIndex(),
 		Engine:        s.cfg.Engine.Name,
-		Keys:          -1,
+		Keys:          s.store.Keys(),
 	}
 	if es, err := s.store.Stats(); err == nil {
 		st.DataSizeBytes = es.DiskBytes
-		if es.Keys >= 0 {
-			st.Keys = s.store.UserKeys(es.Keys)
-		}
 	}
 	return st
 }
