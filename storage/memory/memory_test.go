@@ -87,3 +87,5 @@ func TestIteratorSlicesAreCopies(t *testing.T) {
 		t.Errorf("Get(key) = %q, %v after writing into iterator slices", v, err)
 	}
 }
+
+func BenchmarkWorkloads(b *testing.B) { enginetest.BenchWorkloads(b, factory) }
