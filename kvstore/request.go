@@ -18,8 +18,31 @@ const (
 
 const requestVersion = 1
 
-// ErrBadRequest is returned when a proposal cannot be decoded.
-var ErrBadRequest = errors.New("kvstore: malformed request")
+// MaxKeyBytes is the longest key the store accepts. It keeps every engine
+// key within bbolt's 32 KiB limit, with room for metcd's own prefixes.
+const MaxKeyBytes = 16 << 10
+
+var (
+	// ErrBadRequest is returned when a proposal cannot be decoded.
+	ErrBadRequest = errors.New("kvstore: malformed request")
+	// ErrEmptyKey rejects a request without a key.
+	ErrEmptyKey = errors.New("kvstore: empty key")
+	// ErrKeyTooLong rejects a key over MaxKeyBytes.
+	ErrKeyTooLong = errors.New("kvstore: key too long")
+)
+
+// ValidateKey checks a user key. Requests are checked before they are
+// proposed, and again when applied, so an entry that slipped through is
+// refused the same way on every member rather than failing an engine.
+func ValidateKey(k []byte) error {
+	switch {
+	case len(k) == 0:
+		return ErrEmptyKey
+	case len(k) > MaxKeyBytes:
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrKeyTooLong, len(k), MaxKeyBytes)
+	}
+	return nil
+}
 
 // Request is one client write as it travels through the raft log.
 type Request struct {

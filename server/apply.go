@@ -86,6 +86,10 @@ func (s *Server) apply(ap *consensus.Apply) error {
 				continue
 			}
 			var r result
+			if r.err = kvstore.ValidateKey(req.Key); r.err != nil {
+				results = append(results, pendingResult{req.ID, r})
+				continue
+			}
 			switch req.Op {
 			case kvstore.OpPut:
 				if err := txn.Put(req.Key, req.Value); err != nil {

@@ -16,15 +16,24 @@ import (
 // Put sets key to value and returns once the write is committed on a
 // quorum and applied on this member.
 func (s *Server) Put(ctx context.Context, key, value []byte) error {
+	if err := kvstore.ValidateKey(key); err != nil {
+		return err
+	}
 	_, err := s.proposeRequest(ctx, &kvstore.Request{Op: kvstore.OpPut, Key: key, Value: value})
 	return err
 }
 
 // Delete removes key, returning ErrKeyNotFound if it did not exist.
 func (s *Server) Delete(ctx context.Context, key []byte) error {
+	if err := kvstore.ValidateKey(key); err != nil {
+		return err
+	}
 	r, err := s.proposeRequest(ctx, &kvstore.Request{Op: kvstore.OpDelete, Key: key})
 	if err != nil {
 		return err
+	}
+	if r.err != nil {
+		return r.err
 	}
 	if !r.existed {
 		return ErrKeyNotFound

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/memory"
 	"go.uber.org/zap/zaptest"
@@ -278,5 +279,26 @@ func TestStartupRefusesContradictions(t *testing.T) {
 	other.Engine.Name = "other"
 	if _, err := Open(other); err == nil {
 		t.Fatal("data dir of another engine accepted")
+	}
+}
+
+// An invalid entry that reaches the log (an older or buggy proposer) is
+// refused at apply, the same way on every member, and nobody stops.
+func TestInvalidEntryRefusedAtApply(t *testing.T) {
+	c := newTestCluster(t, 3)
+	// Bypass Put's own check to get the entry into the log.
+	_, err := c.members[0].proposeRequest(ctx(t), &kvstore.Request{Op: kvstore.OpPut, Key: nil, Value: []byte("x")})
+	if !errors.Is(err, kvstore.ErrEmptyKey) {
+		t.Fatalf("empty key at apply: got %v, want ErrEmptyKey", err)
+	}
+	for _, s := range c.members {
+		select {
+		case <-s.Done():
+			t.Fatalf("member %d stopped: %v", s.ID(), s.Err())
+		default:
+		}
+		if err := s.Put(ctx(t), []byte("after"), []byte("ok")); err != nil {
+			t.Fatalf("member %d after the bad entry: %v", s.ID(), err)
+		}
 	}
 }

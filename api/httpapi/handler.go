@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/server"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -27,7 +28,7 @@ type Backend interface {
 }
 
 // MaxKeyBytes is the longest key the API accepts.
-const MaxKeyBytes = 32 << 10
+const MaxKeyBytes = kvstore.MaxKeyBytes
 
 // Reserved first path segments: a key cannot start with one of these
 // followed by '/' or end of path, since those paths are endpoints.
@@ -276,7 +277,7 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, server.ErrMemberNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, server.ErrBadMember):
+	case errors.Is(err, server.ErrBadMember), errors.Is(err, kvstore.ErrEmptyKey), errors.Is(err, kvstore.ErrKeyTooLong):
 		code = http.StatusBadRequest
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable

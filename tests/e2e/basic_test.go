@@ -254,14 +254,14 @@ func TestBadInput(t *testing.T) {
 	r, err := c.Do(0, http.MethodPut, "/", []byte("v"))
 	check("PUT / (empty key)", r, err, http.StatusBadRequest)
 
-	long := strings.Repeat("k", 33*1024)
+	long := strings.Repeat("k", 16*1024+1)
 	r, err = c.Put(0, long, []byte("v"))
-	check("PUT 33 KiB key", r, err, http.StatusBadRequest)
+	check("PUT 16 KiB + 1 key", r, err, http.StatusBadRequest)
 	r, err = c.Get(0, long)
-	check("GET 33 KiB key", r, err, http.StatusBadRequest)
-	edge := strings.Repeat("e", 32*1024)
+	check("GET 16 KiB + 1 key", r, err, http.StatusBadRequest)
+	edge := strings.Repeat("e", 16*1024)
 	r, err = c.Put(0, edge, []byte("v"))
-	check("PUT 32 KiB key (the limit)", r, err, http.StatusNoContent)
+	check("PUT 16 KiB key (the limit)", r, err, http.StatusNoContent)
 
 	r, err = c.Put(0, "big", make([]byte, 2048))
 	check("PUT 2048-byte value with --max-request-bytes 1024", r, err, http.StatusRequestEntityTooLarge)
@@ -297,7 +297,7 @@ func TestBadInput(t *testing.T) {
 	if s, err := c.Status(0); err != nil {
 		t.Error(err)
 	} else if s.Keys != 3 {
-		t.Errorf("status keys = %d, want 3 (the 32 KiB key, fits, present)", s.Keys)
+		t.Errorf("status keys = %d, want 3 (the 16 KiB key, fits, present)", s.Keys)
 	}
 
 	// the member is still healthy and the good writes are there
