@@ -320,4 +320,3 @@ func (t *Txn) Commit(applied uint64, sync bool) error {
 
 // Abort discards the transaction.
 func (t *Txn) Abort() { t.batch.Close() }
-

@@ -80,7 +80,7 @@ func (f *fakeBackend) RemoveMember(_ context.Context, id uint64) error {
 }
 
 func (f *fakeBackend) Members() []server.Member { return nil }
-func (f *fakeBackend) Status() server.Status   { return server.Status{MemberID: 1, LeaderID: 1} }
+func (f *fakeBackend) Status() server.Status    { return server.Status{MemberID: 1, LeaderID: 1} }
 
 func do(t *testing.T, h http.Handler, method, path, body string) (int, string, http.Header) {
 	t.Helper()

@@ -109,4 +109,3 @@ func TestEngineMismatchRefused(t *testing.T) {
 	c.WaitReady(30 * time.Second)
 	c.MustGet(0, "k", "v")
 }
-
