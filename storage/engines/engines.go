@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/storage/bolt"
 	"github.com/metcd/metcd/storage/memory"
 )
 
@@ -17,6 +18,7 @@ const Default = "memory"
 // openers maps an engine name to the function that opens it in a dir.
 var openers = map[string]func(dir string) (storage.Engine, error){
 	"memory": func(string) (storage.Engine, error) { return memory.New(), nil },
+	"bolt":   func(dir string) (storage.Engine, error) { return bolt.Open(dir, nil) },
 }
 
 // Names lists the engines, sorted.
