@@ -10,6 +10,7 @@ import (
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/bolt"
 	"github.com/metcd/metcd/storage/memory"
+	"github.com/metcd/metcd/storage/pebble"
 )
 
 // Default is the engine used when --engine is not given.
@@ -18,7 +19,17 @@ const Default = "memory"
 // openers maps an engine name to the function that opens it in a dir.
 var openers = map[string]func(dir string) (storage.Engine, error){
 	"memory": func(string) (storage.Engine, error) { return memory.New(), nil },
-	"bolt":   func(dir string) (storage.Engine, error) { return bolt.Open(dir, nil) },
+	"bolt":   func(dir string) (storage.Engine, error) { return engine(bolt.Open(dir, nil)) },
+	"pebble": func(dir string) (storage.Engine, error) { return engine(pebble.Open(dir, nil)) },
+}
+
+// engine converts an implementation's Open result, keeping a failed Open
+// from turning into a non-nil interface that holds a nil pointer.
+func engine[E storage.Engine](e E, err error) (storage.Engine, error) {
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // Names lists the engines, sorted.
