@@ -9,6 +9,7 @@ import (
 
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/bolt"
+	"github.com/metcd/metcd/storage/leveldb"
 	"github.com/metcd/metcd/storage/memory"
 	"github.com/metcd/metcd/storage/pebble"
 )
@@ -21,6 +22,9 @@ var openers = map[string]func(dir string) (storage.Engine, error){
 	"memory": func(string) (storage.Engine, error) { return memory.New(), nil },
 	"bolt":   func(dir string) (storage.Engine, error) { return engine(bolt.Open(dir, nil)) },
 	"pebble": func(dir string) (storage.Engine, error) { return engine(pebble.Open(dir, nil)) },
+	"leveldb": func(dir string) (storage.Engine, error) {
+		return engine(leveldb.Open(dir, nil))
+	},
 }
 
 // engine converts an implementation's Open result, keeping a failed Open
