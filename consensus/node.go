@@ -245,6 +245,12 @@ func (n *Node) handleReady(rd *raft.Ready) (err error) {
 		return err
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
+		// The hard state that commits the snapshot's index must be on disk
+		// before the state machine installs it (and so gets ahead of what
+		// the WAL would otherwise replay), and before older WAL files go.
+		if err := n.disk.Sync(); err != nil {
+			return err
+		}
 		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
 			return fmt.Errorf("consensus: apply snapshot to raft log: %w", err)
 		}
@@ -360,6 +366,10 @@ func (n *Node) Status() raft.Status { return n.node.Status() }
 // is already durable, in the engine or in a state file) and compacts the
 // raft log, keeping keep entries before i for slow followers.
 func (n *Node) Snapshot(i uint64, cs *raftpb.ConfState, data []byte, keep uint64) error {
+	// raft's MemoryStorage panics on a snapshot past its log.
+	if last, err := n.storage.LastIndex(); err != nil || i > last {
+		return fmt.Errorf("consensus: snapshot at %d is past the raft log's last index %d (%v)", i, last, err)
+	}
 	s, err := n.storage.CreateSnapshot(i, cs, data)
 	if errors.Is(err, raft.ErrSnapOutOfDate) {
 		return nil
