@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -514,12 +515,38 @@ func (s *Server) startPurge() {
 
 // rafthttp.Raft, for the transport.
 
-// Process steps a message from a peer.
+// Process steps a message from a peer. A snapshot's state stream, which the
+// transport has saved to disk by now, is checked before raft sees the
+// message: a damaged stream is refused (the leader will send another) and
+// this member keeps its state.
 func (s *Server) Process(ctx context.Context, m *raftpb.Message) error {
 	if s.IsIDRemoved(m.GetFrom()) {
 		return fmt.Errorf("%w: message from removed member %x", ErrRemoved, m.GetFrom())
 	}
+	if m.GetType() == raftpb.MsgSnap {
+		if err := s.verifyStateFile(m.GetSnapshot().GetMetadata().GetIndex()); err != nil {
+			s.lg.Error("refusing snapshot from leader", zap.Uint64("from", m.GetFrom()), zap.Error(err))
+			return err
+		}
+	}
 	return s.node.Process(ctx, m)
+}
+
+func (s *Server) verifyStateFile(i uint64) error {
+	f, err := s.disk.OpenState(i)
+	if err != nil {
+		return err
+	}
+	applied, err := kvstore.VerifySnapshot(bufio.NewReaderSize(f, 1<<20))
+	f.Close()
+	if err == nil && applied != i {
+		err = fmt.Errorf("%w: stream holds state at index %d, message says %d", kvstore.ErrCorruptSnapshot, applied, i)
+	}
+	if err != nil {
+		os.Remove(s.disk.StateFile(i))
+		return fmt.Errorf("snapshot %d: %w", i, err)
+	}
+	return nil
 }
 
 // IsIDRemoved reports whether id was removed from the cluster.

@@ -1,17 +1,21 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/memory"
+	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/proto"
 )
 
 // These tests run whole members in-process, on loopback sockets and temp
@@ -300,5 +304,53 @@ func TestInvalidEntryRefusedAtApply(t *testing.T) {
 		if err := s.Put(ctx(t), []byte("after"), []byte("ok")); err != nil {
 			t.Fatalf("member %d after the bad entry: %v", s.ID(), err)
 		}
+	}
+}
+
+// A damaged snapshot stream is refused before raft sees it; the member
+// keeps its state and goes on.
+func TestCorruptSnapshotStreamRefused(t *testing.T) {
+	c := newTestCluster(t, 3)
+	s := c.members[0]
+	if err := s.Put(ctx(t), []byte("mine"), []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	view, err := s.store.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := view.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	view.Close()
+	idx := view.Applied() + 1000
+	good := buf.Bytes()
+	for name, bad := range map[string][]byte{
+		"truncated": good[:len(good)/2],
+		"flipped":   append(append([]byte(nil), good[:len(good)-1]...), good[len(good)-1]^1),
+	} {
+		if _, err := s.disk.SaveStateFrom(bytes.NewReader(bad), idx); err != nil {
+			t.Fatal(err)
+		}
+		m := &raftpb.Message{
+			Type: raftpb.MsgSnap.Enum(), From: proto.Uint64(2), To: proto.Uint64(1), Term: proto.Uint64(1000),
+			Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
+				Index: proto.Uint64(idx), Term: proto.Uint64(1000), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}},
+			}},
+		}
+		err := s.Process(ctx(t), m)
+		if !errors.Is(err, kvstore.ErrCorruptSnapshot) {
+			t.Fatalf("%s stream: Process returned %v, want ErrCorruptSnapshot", name, err)
+		}
+		if _, err := os.Stat(s.disk.StateFile(idx)); !os.IsNotExist(err) {
+			t.Fatalf("%s stream: damaged state file left behind (%v)", name, err)
+		}
+	}
+	if v, err := s.Get(ctx(t), []byte("mine"), true); err != nil || string(v) != "kept" {
+		t.Fatalf("state after refused snapshots: %q %v", v, err)
+	}
+	if err := s.Put(ctx(t), []byte("after"), []byte("ok")); err != nil {
+		t.Fatalf("member cannot write after refusing snapshots: %v", err)
 	}
 }
