@@ -29,6 +29,8 @@ func TestEngine(t *testing.T) { enginetest.Run(t, factory) }
 
 func BenchmarkEngine(b *testing.B) { enginetest.Bench(b, factory) }
 
+func BenchmarkWorkloads(b *testing.B) { enginetest.BenchWorkloads(b, factory) }
+
 func open(t *testing.T, dir string, opts *bolt.Options) *bolt.Engine {
 	t.Helper()
 	e, err := bolt.Open(dir, opts)

@@ -31,6 +31,8 @@ func TestEngine(t *testing.T) { enginetest.Run(t, factory) }
 
 func BenchmarkEngine(b *testing.B) { enginetest.Bench(b, factory) }
 
+func BenchmarkWorkloads(b *testing.B) { enginetest.BenchWorkloads(b, factory) }
+
 func put(t testing.TB, e storage.Engine, sync bool, kvs ...string) {
 	t.Helper()
 	b := e.NewBatch()
