@@ -159,7 +159,7 @@ cmd_start() {
 		local id=${ids[i]} port=${clients[i]##*:}
 		# setsid: a Ctrl-C aimed at this script must not reach the members.
 		setsid "$BIN" --id "$id" --cluster "$cluster" --port "$port" \
-			--data-dir "$DIR/metcd-$id.data" --engine memory --log-level info "${extra[@]}" \
+			--data-dir "$DIR/metcd-$id.data" --log-level info "${extra[@]}" \
 			>>"$DIR/metcd-$id.log" 2>&1 </dev/null &
 		echo $! >"$(pid_file "$id")"
 	done

@@ -15,7 +15,7 @@ import (
 )
 
 // Default is the engine used when --engine is not given.
-const Default = "memory"
+const Default = "pebble"
 
 // openers maps an engine name to the function that opens it in a dir.
 var openers = map[string]func(dir string) (storage.Engine, error){

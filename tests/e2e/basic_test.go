@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/metcd/metcd/storage/engines"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -42,8 +43,8 @@ func TestSingleMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.MemberID != 1 || s.Role != "leader" || s.LeaderID != 1 || s.Term == 0 || s.ClusterID == "" || s.Engine != "memory" {
-		t.Errorf("status = %+v, want member 1, leader, term > 0, a cluster id, engine memory", s)
+	if s.MemberID != 1 || s.Role != "leader" || s.LeaderID != 1 || s.Term == 0 || s.ClusterID == "" || s.Engine != engines.Default {
+		t.Errorf("status = %+v, want member 1, leader, term > 0, a cluster id, engine %s (the default)", s, engines.Default)
 	}
 	if s.AppliedIndex > s.CommitIndex {
 		t.Errorf("status: applied_index %d > commit_index %d", s.AppliedIndex, s.CommitIndex)
