@@ -282,19 +282,21 @@ func (s *Server) fetchJoinInfo(selfURL string) (*transport.ClusterInfo, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := transport.FetchCluster(ctx, others)
+	info, err := transport.FetchCluster(ctx, others, func(info *transport.ClusterInfo) error {
+		for _, m := range info.Members {
+			if m.ID == s.cfg.ID {
+				if m.PeerURL != selfURL {
+					return fmt.Errorf("the cluster knows member %d at %s, not %s", m.ID, m.PeerURL, selfURL)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("member %d is not in the cluster yet; add it first, e.g. curl -XPOST http://<client address of a member>/%d -d %s", s.cfg.ID, s.cfg.ID, selfURL)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("join: %w", err)
 	}
-	for _, m := range info.Members {
-		if m.ID == s.cfg.ID {
-			if m.PeerURL != selfURL {
-				return nil, fmt.Errorf("join: the cluster knows member %d at %s, not %s", m.ID, m.PeerURL, selfURL)
-			}
-			return info, nil
-		}
-	}
-	return nil, fmt.Errorf("join: member %d is not in the cluster yet; add it first, e.g. curl -XPOST http://<client address of a member>/%d -d %s", s.cfg.ID, s.cfg.ID, selfURL)
+	return info, nil
 }
 
 // openStore opens the engine and brings it to the newest snapshot when it

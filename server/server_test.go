@@ -12,6 +12,7 @@ import (
 
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/storage/engines"
 	"github.com/metcd/metcd/storage/memory"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
@@ -44,12 +45,35 @@ func memConfig(t *testing.T, id uint64, urls []string, dir string) Config {
 	cfg.InitialCluster = urls
 	cfg.DataDir = dir
 	cfg.Engine = EngineOpener{Name: "memory", Open: func(string) (storage.Engine, error) { return memory.New(), nil }}
+	if name := testEngine; name != "memory" {
+		open, err := engines.Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Engine = EngineOpener{Name: name, Open: open}
+	}
 	cfg.SnapshotCount = 25
 	cfg.HeartbeatInterval = 20 * time.Millisecond
 	cfg.ElectionTimeout = 200 * time.Millisecond
 	cfg.RequestTimeout = 3 * time.Second
 	cfg.Logger = zaptest.NewLogger(t).Named(fmt.Sprint(id))
 	return cfg
+}
+
+// testEngine is the engine in-process members use; TestDurableEngines
+// reruns the cluster tests on each durable engine.
+var testEngine = "memory"
+
+func TestDurableEngines(t *testing.T) {
+	for _, name := range []string{"bolt", "leveldb", "pebble"} {
+		t.Run(name, func(t *testing.T) {
+			testEngine = name
+			defer func() { testEngine = "memory" }()
+			t.Run("replicate", TestClusterReplicatesAndReadsLinearizably)
+			t.Run("restart", TestRestartReplaysSnapshotAndWAL)
+			t.Run("join", TestJoinBySnapshotAndRemove)
+		})
+	}
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {

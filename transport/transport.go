@@ -138,21 +138,24 @@ func (t *Transport) Stop() {
 }
 
 // FetchCluster asks the members at peerURLs, in turn, for the cluster they
-// form, retrying until ctx ends.
-func FetchCluster(ctx context.Context, peerURLs []string) (*ClusterInfo, error) {
+// form, until one gives an answer that accept takes (a member may not have
+// applied the latest membership change yet) or ctx ends.
+func FetchCluster(ctx context.Context, peerURLs []string, accept func(*ClusterInfo) error) (*ClusterInfo, error) {
 	client := &http.Client{Timeout: 2 * time.Second}
 	var lastErr error
 	for {
 		for _, u := range peerURLs {
 			info, err := fetchOne(ctx, client, u)
 			if err == nil {
-				return info, nil
+				if err = accept(info); err == nil {
+					return info, nil
+				}
 			}
 			lastErr = err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("transport: no member answered with the cluster's state: %w", lastErr)
+			return nil, fmt.Errorf("transport: asking members for the cluster's state: %w", lastErr)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
