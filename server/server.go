@@ -501,7 +501,9 @@ func (s *Server) startPurge() {
 		max         uint
 	}{
 		{dir, "snap", s.cfg.MaxSnapshots},
-		{dir, "snap.db", s.cfg.MaxSnapshots},
+		// State streams are large (the whole key space); only the newest
+		// is read at start-up, the one before it is kept for safety.
+		{dir, "snap.db", 2},
 		{s.disk.WALDir(), "wal", s.cfg.MaxWALs},
 	} {
 		errc := fileutil.PurgeFile(s.lg, p.dir, p.suffix, p.max, 30*time.Second, s.stopc)

@@ -128,13 +128,12 @@ func (t *Transport) Errors() <-chan error { return t.rt.ErrorC }
 // Addr is the peer listener's address.
 func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
 
-// Stop closes the listener and all peer connections.
+// Stop closes the listener and all peer connections. Peer streams are
+// long-lived requests that never go idle, so the server is closed rather
+// than shut down gracefully (which would wait them out).
 func (t *Transport) Stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	t.srv.Shutdown(ctx)
-	t.srv.Close()
 	t.rt.Stop()
+	t.srv.Close()
 }
 
 // FetchCluster asks the members at peerURLs, in turn, for the cluster they
