@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/storage/overlay"
 )
 
 // Key-space prefixes inside the engine; see doc.go.
@@ -208,21 +209,20 @@ func memberKey(prefix byte, id uint64) []byte {
 
 // Txn gathers the writes of a run of raft entries into one engine batch.
 // Reads through a Txn see its own uncommitted writes. Only the apply
-// goroutine uses a Txn.
+// goroutine uses a Txn, and it is the only one that swaps the engine
+// (Restore), so the engine under a Txn does not change.
 type Txn struct {
-	s       *Store
-	batch   storage.Batch
-	pending map[string][]byte // user key -> value; nil value means deleted
-	n       int
-	delta   int64 // change in the number of user keys
+	s     *Store
+	ov    *overlay.Batch
+	n     int
+	delta int64 // change in the number of user keys
 }
 
 // NewTxn starts a write transaction.
 func (s *Store) NewTxn() *Txn {
 	s.mu.RLock()
-	b := s.eng.NewBatch()
-	s.mu.RUnlock()
-	return &Txn{s: s, batch: b, pending: make(map[string][]byte)}
+	defer s.mu.RUnlock()
+	return &Txn{s: s, ov: overlay.New(s.eng)}
 }
 
 // Len is the number of writes queued.
@@ -230,17 +230,14 @@ func (t *Txn) Len() int { return t.n }
 
 // exists reports whether key is present, counting this Txn's own writes.
 func (t *Txn) exists(key []byte) (bool, error) {
-	if v, ok := t.pending[string(key)]; ok {
-		return v != nil, nil
-	}
-	_, err := t.s.Get(key)
+	_, err := t.ov.Get(userKey(key))
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound):
 		return false, nil
 	}
-	return false, err
+	return false, fmt.Errorf("kvstore: get: %w", err)
 }
 
 // Put sets a user key.
@@ -252,11 +249,7 @@ func (t *Txn) Put(key, value []byte) error {
 	if !existed {
 		t.delta++
 	}
-	t.batch.Put(userKey(key), value)
-	if value == nil {
-		value = []byte{}
-	}
-	t.pending[string(key)] = append([]byte(nil), value...)
+	t.ov.Put(userKey(key), value)
 	t.n++
 	return nil
 }
@@ -269,8 +262,7 @@ func (t *Txn) Delete(key []byte) (bool, error) {
 	}
 	if existed {
 		t.delta--
-		t.batch.Delete(userKey(key))
-		t.pending[string(key)] = nil
+		t.ov.Delete(userKey(key))
 		t.n++
 	}
 	return existed, nil
@@ -282,7 +274,7 @@ func (t *Txn) AddMember(m Member) error {
 	if err != nil {
 		return fmt.Errorf("kvstore: encode member: %w", err)
 	}
-	t.batch.Put(memberKey(prefixMember, m.ID), v)
+	t.ov.Put(memberKey(prefixMember, m.ID), v)
 	t.n++
 	return nil
 }
@@ -290,26 +282,29 @@ func (t *Txn) AddMember(m Member) error {
 // RemoveMember drops a member and leaves a tombstone so its id is never
 // accepted again.
 func (t *Txn) RemoveMember(id uint64) {
-	t.batch.Delete(memberKey(prefixMember, id))
-	t.batch.Put(memberKey(prefixRemoved, id), nil)
+	t.ov.Delete(memberKey(prefixMember, id))
+	t.ov.Put(memberKey(prefixRemoved, id), nil)
 	t.n++
 }
 
 // Commit writes the batch together with the applied index. sync asks the
 // engine to make it durable before returning.
 func (t *Txn) Commit(applied uint64, sync bool) error {
+	t.s.mu.RLock()
+	defer t.s.mu.RUnlock()
+	b := t.s.eng.NewBatch()
+	defer b.Close()
+	t.ov.ApplyTo(b)
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], applied)
-	t.batch.Put(appliedKey, v[:])
+	b.Put(appliedKey, v[:])
 	keys := t.s.keys.Load() + t.delta
 	if t.delta != 0 {
 		var c [8]byte
 		binary.BigEndian.PutUint64(c[:], uint64(keys))
-		t.batch.Put(countKey, c[:])
+		b.Put(countKey, c[:])
 	}
-	t.s.mu.RLock()
-	err := t.batch.Commit(sync)
-	t.s.mu.RUnlock()
+	err := b.Commit(sync)
 	if err != nil {
 		return fmt.Errorf("kvstore: commit applied index %d: %w", applied, err)
 	}
@@ -319,4 +314,4 @@ func (t *Txn) Commit(applied uint64, sync bool) error {
 }
 
 // Abort discards the transaction.
-func (t *Txn) Abort() { t.batch.Close() }
+func (t *Txn) Abort() { t.ov.Reset(nil) }

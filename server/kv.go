@@ -77,6 +77,7 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 		return result{}, err
 	}
 	ch := s.w.Register(id)
+	submitLeader := s.node.Leader()
 	pctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if err := submit(pctx); err != nil {
@@ -93,11 +94,14 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 		return result{}, fmt.Errorf("server: propose: %w", err)
 	}
 
-	// Poll for leaderlessness so a member cut off from the quorum answers
-	// within about LeaderWait rather than the whole request timeout.
+	// Poll the leader: a member cut off from the quorum answers within
+	// about LeaderWait rather than the whole request timeout, and so does
+	// one whose proposal went to a leader that has since been replaced (the
+	// entry may have died with it; clients retry, as with etcd's "request
+	// timed out, possibly due to previous leader failure").
 	tick := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer tick.Stop()
-	var leaderless time.Time
+	var leaderless, replaced time.Time
 	for {
 		select {
 		case x := <-ch:
@@ -113,8 +117,16 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 			}
 			return result{}, ErrTimeout
 		case <-tick.C:
-			if s.node.Leader() != 0 {
+			if lead := s.node.Leader(); lead != 0 {
 				leaderless = time.Time{}
+				if lead != submitLeader {
+					if replaced.IsZero() {
+						replaced = time.Now()
+					} else if time.Since(replaced) >= s.cfg.LeaderWait {
+						s.w.Trigger(id, nil)
+						return result{}, ErrLeaderLost
+					}
+				}
 				continue
 			}
 			if leaderless.IsZero() {

@@ -126,6 +126,23 @@ func (c *testCluster) waitLeader() uint64 {
 	return 0
 }
 
+// putRetry writes a key, retrying writes whose outcome is unknown: one
+// proposed just as a leader goes away may be lost with it, and clients are
+// expected to retry (the value is the same, so a retry is harmless).
+func putRetry(t *testing.T, s *Server, key string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := s.Put(ctx(t), []byte(key), []byte("v"))
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrLeaderLost) && !errors.Is(err, ErrNoLeader) || time.Now().After(deadline) {
+			t.Fatalf("put %s via member %d: %v", key, s.ID(), err)
+		}
+	}
+}
+
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -172,9 +189,7 @@ func TestRestartReplaysSnapshotAndWAL(t *testing.T) {
 	}
 	c.stop(1)
 	for i := 80; i < 140; i++ {
-		if err := c.members[0].Put(ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		putRetry(t, c.members[0], fmt.Sprintf("k%d", i))
 	}
 	c.start(1)
 	deadline := time.Now().Add(10 * time.Second)
