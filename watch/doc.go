@@ -1,0 +1,79 @@
+// Package watch is the watch hub that etcd's v3 Watch service sits on: it
+// fans the events of committed revisions out to watchers with etcd v3.7
+// semantics, independent of storage. The hub reads past events through the
+// small History interface (the mvcc store implements it) and is told of
+// new ones by Notify, which the apply loop calls once per committed write
+// revision, in order, after the revision is readable through History.
+//
+// # Synced and unsynced watchers
+//
+// As in etcd's watchable store, every watcher is in one of two groups,
+// both guarded by the hub's mutex together with the hub revision (the
+// last revision passed to Notify):
+//
+//   - synced: the watcher has received everything up to the hub revision.
+//     Notify delivers each new revision's matching events to it directly,
+//     as one response per revision (header revision = that revision).
+//     Single-key watchers are found through a map by key, range watchers
+//     by a scan of the range set.
+//   - unsynced: the watcher still needs the revisions from its minRev up to
+//     the hub revision. One background goroutine (the sync loop) serves
+//     these watchers from History.
+//
+// A watcher created with start_revision 0, or above the hub revision, is
+// synced at once (its first revision is the next one, or its start
+// revision); one with a start revision at or below the hub revision starts
+// unsynced, and the sync loop is woken.
+//
+// # The no-gap handoff
+//
+// The sync loop notes the hub revision as its target, then, without the
+// hub lock (so Notify is never held up by History), reads the watcher's
+// events from minRev up to the target, at most MaxRevsPerBatch revisions,
+// cut at a revision boundary; events History already holds beyond the
+// target (committed but not yet notified) are left to Notify. Under the
+// lock again it sends the batch, advances minRev past what it read, and
+// only if minRev is now above the hub revision moves the watcher into the
+// synced group. Notify updates the hub revision and delivers to the synced
+// group under the same lock, so every revision is delivered exactly once:
+// revisions up to the hub revision at the move came from History, later
+// ones come from Notify. If Notify advanced the revision during the read,
+// the watcher stays unsynced and the loop reads again at once.
+//
+// # Slow watchers
+//
+// Each watcher has a bounded channel (BufferSize responses). Notify never
+// blocks: when a synced watcher's channel is full it drops the response,
+// moves the watcher to the unsynced group with minRev at that revision (the
+// role of etcd's victims) and wakes the sync loop, which reads those
+// revisions from History again once the watcher has room (checked every
+// SyncInterval). Memory per slow watcher is thus bounded by its channel;
+// nothing is queued for it elsewhere. Only the sync loop sends to an
+// unsynced watcher, so room it sees stays there.
+//
+// When History answers ErrCompacted for a watcher's minRev (a start
+// revision below the compaction, or a slow watcher that fell behind a
+// compaction), the watcher gets a final response with Canceled and
+// CompactRevision (History.CompactRevision) after the responses it already
+// has, and its channel is closed, as etcd cancels it. A batch of a History
+// read that failed is never delivered.
+//
+// # Responses
+//
+// Watcher.C yields *etcdserverpb.WatchResponse values: the caller fills
+// the header's cluster, member and term and forwards them. Events are
+// shared between watchers and must not be modified; a watcher that did not
+// ask for prev_kv gets a copy of each event without PrevKv. Filters
+// (NOPUT, NODELETE) are applied by the hub, and a revision whose events are
+// all filtered out sends nothing. Fragments splits a response under a size
+// limit for watchers created with fragment.
+//
+// Progress: watchers created with progress_notify get an empty response at
+// the hub revision every ProgressInterval in which they got nothing else.
+// Watcher.RequestProgress and Hub.RequestProgressAll answer explicit
+// requests; like etcd they do nothing for watchers that are catching up
+// (or whose start revision is still ahead), and RequestProgressAll puts a
+// marker with watch id InvalidWatchID into each watcher's channel at one
+// revision, so a stream that has forwarded all markers can send one
+// stream-wide progress response without reordering it before events.
+package watch

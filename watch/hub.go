@@ -1,0 +1,647 @@
+package watch
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	etcdmvcc "go.etcd.io/etcd/server/v3/storage/mvcc"
+)
+
+// History is what the hub needs from the MVCC store.
+type History interface {
+	// Events calls fn for each event with mod_revision >= from (and <= the
+	// store's current revision) on keys in [key, end), in revision order,
+	// until fn returns false. end follows etcd's range_end rules: empty is
+	// the single key, "\x00" every key >= key. A PUT event carries the
+	// written KeyValue, a DELETE event the key and its mod_revision; both
+	// carry PrevKv (nil when the key did not exist before or its previous
+	// version is compacted). The hub never mutates the events.
+	//
+	// It fails with an error that errors.Is ErrCompacted when the events
+	// from revision from are no longer available. The hub does not deliver
+	// any event of a call that fails, so an implementation may notice the
+	// compaction after having called fn.
+	Events(from int64, key, end []byte, fn func(ev *mvccpb.Event) bool) error
+	// CompactRevision returns the revision of the latest compaction, which
+	// a watcher canceled for compaction is told as compact_revision.
+	CompactRevision() int64
+}
+
+var (
+	// ErrCompacted is etcd's mvcc.ErrCompacted, the error History returns
+	// for a compacted start revision.
+	ErrCompacted = etcdmvcc.ErrCompacted
+	// ErrClosed is returned by Watch once the hub is closed.
+	ErrClosed = errors.New("watch: hub closed")
+	// ErrEmptyRange is etcd's answer to a range_end not above key.
+	ErrEmptyRange = etcdmvcc.ErrEmptyWatcherRange
+	// ErrInvalidRevision is returned for a negative start_revision.
+	ErrInvalidRevision = errors.New("watch: negative start revision")
+)
+
+// Options tunes a Hub. The zero value gives etcd's defaults.
+type Options struct {
+	// BufferSize is how many responses a watcher's channel holds before the
+	// watcher is considered slow (default 128, etcd's chanBufLen).
+	BufferSize int
+	// MaxRevsPerBatch bounds the number of revisions in one catch-up
+	// response (default 1000, etcd's watchBatchMaxRevs).
+	MaxRevsPerBatch int
+	// SyncInterval is how often watchers that are behind (or whose channel
+	// was full) are retried (default 100ms).
+	SyncInterval time.Duration
+	// ProgressInterval is the period of progress notifications for watchers
+	// created with progress_notify (default 10 minutes; negative disables).
+	ProgressInterval time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.BufferSize <= 0 {
+		o.BufferSize = 128
+	}
+	if o.MaxRevsPerBatch <= 0 {
+		o.MaxRevsPerBatch = 1000
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = 100 * time.Millisecond
+	}
+	if o.ProgressInterval == 0 {
+		o.ProgressInterval = 10 * time.Minute
+	}
+	return o
+}
+
+// InvalidWatchID is the watch id of a progress response that speaks for
+// every watcher of a stream (clientv3.InvalidWatchID). Watchers in
+// RequestProgressAll that are already done are skipped.
+const InvalidWatchID = -1
+
+// Hub fans the events of committed revisions out to watchers. See the
+// package documentation for the design.
+type Hub struct {
+	hist History
+	opts Options
+
+	kick chan struct{} // wakes the sync loop; capacity 1
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	rev    int64 // last revision passed to Notify (or given to NewHub)
+	closed bool
+	nextID int64
+	// synced watchers, reached by Notify: single keys by key, ranges in a set.
+	keys   map[string]map[*Watcher]struct{}
+	ranges map[*Watcher]struct{}
+	// unsynced watchers, served by the sync loop from History.
+	unsynced map[*Watcher]struct{}
+}
+
+// NewHub returns a hub whose store is at currentRev and starts its
+// background loop. Close stops it.
+func NewHub(h History, currentRev int64, opts Options) *Hub {
+	hub := &Hub{
+		hist:     h,
+		opts:     opts.withDefaults(),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		rev:      currentRev,
+		keys:     make(map[string]map[*Watcher]struct{}),
+		ranges:   make(map[*Watcher]struct{}),
+		unsynced: make(map[*Watcher]struct{}),
+	}
+	hub.wg.Add(1)
+	go hub.loop()
+	return hub
+}
+
+// Rev returns the last revision the hub was notified of: the header
+// revision of a created response.
+func (h *Hub) Rev() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev
+}
+
+type state int
+
+const (
+	stateSynced state = iota
+	stateUnsynced
+	stateDone
+)
+
+// Watcher is one watch. Its responses arrive on C in revision order.
+type Watcher struct {
+	hub *Hub
+	id  int64
+
+	key      []byte
+	end      []byte // as History takes it: nil single key, "\x00" from key
+	fromKey  bool
+	noPut    bool
+	noDelete bool
+	prevKV   bool
+	progress bool
+	fragment bool
+	startRev int64
+
+	ch chan *pb.WatchResponse
+
+	// guarded by hub.mu
+	state     state
+	minRev    int64 // the next revision this watcher has to receive
+	compacted int64 // != 0: a compaction cancel waits for room in ch
+	sent      bool  // a response was sent since the last progress tick
+}
+
+// ID returns the watch id.
+func (w *Watcher) ID() int64 { return w.id }
+
+// Fragment reports whether the watcher asked for fragmented responses
+// (see Fragments).
+func (w *Watcher) Fragment() bool { return w.fragment }
+
+// C returns the watcher's responses: event batches (Header.Revision is the
+// hub's revision when the batch was made), progress notifications (no
+// events), and at most one final compaction cancel (Canceled, with
+// CompactRevision). It is closed after Cancel, Close or the compaction
+// cancel. Responses and their events are shared with other watchers and
+// must not be modified, except that the receiver owns Header.
+func (w *Watcher) C() <-chan *pb.WatchResponse { return w.ch }
+
+// Cancel stops the watcher and closes its channel (responses already in
+// it stay readable). It is idempotent.
+func (w *Watcher) Cancel() {
+	h := w.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.finish(w)
+}
+
+func (w *Watcher) matches(k []byte) bool {
+	if bytes.Compare(k, w.key) < 0 {
+		return false
+	}
+	return w.fromKey || bytes.Compare(k, w.end) < 0
+}
+
+// shape applies the watcher's filters and prev_kv choice to one event; nil
+// means filtered out.
+func (w *Watcher) shape(ev *mvccpb.Event) *mvccpb.Event {
+	switch ev.Type {
+	case mvccpb.Event_PUT:
+		if w.noPut {
+			return nil
+		}
+	case mvccpb.Event_DELETE:
+		if w.noDelete {
+			return nil
+		}
+	}
+	if !w.prevKV && ev.PrevKv != nil {
+		return &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+	}
+	return ev
+}
+
+// Watch creates a watcher. start_revision 0 (or above the current
+// revision) watches from the next revision; a start revision at or below
+// the current one first catches up from History. A non-zero watch_id is
+// used as is (the caller keeps ids unique per stream); zero lets the hub
+// pick one unique on the hub.
+func (h *Hub) Watch(req *pb.WatchCreateRequest) (*Watcher, error) {
+	if req.StartRevision < 0 {
+		return nil, ErrInvalidRevision
+	}
+	w := &Watcher{
+		hub:      h,
+		key:      bytes.Clone(req.Key),
+		prevKV:   req.PrevKv,
+		progress: req.ProgressNotify,
+		fragment: req.Fragment,
+		startRev: req.StartRevision,
+		ch:       make(chan *pb.WatchResponse, h.opts.BufferSize),
+	}
+	if w.key == nil {
+		w.key = []byte{}
+	}
+	switch {
+	case len(req.RangeEnd) == 0:
+	case len(req.RangeEnd) == 1 && req.RangeEnd[0] == 0:
+		w.fromKey = true
+		w.end = []byte{0}
+	default:
+		if bytes.Compare(req.Key, req.RangeEnd) >= 0 {
+			return nil, ErrEmptyRange
+		}
+		w.end = bytes.Clone(req.RangeEnd)
+	}
+	for _, f := range req.Filters {
+		switch f {
+		case pb.WatchCreateRequest_NOPUT:
+			w.noPut = true
+		case pb.WatchCreateRequest_NODELETE:
+			w.noDelete = true
+		}
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if req.WatchId != 0 {
+		w.id = req.WatchId
+	} else {
+		h.nextID++
+		w.id = h.nextID
+	}
+	if req.StartRevision == 0 || req.StartRevision > h.rev {
+		w.minRev = max(h.rev+1, req.StartRevision)
+		h.addSynced(w)
+	} else {
+		w.minRev = req.StartRevision
+		w.state = stateUnsynced
+		h.unsynced[w] = struct{}{}
+		h.wake()
+	}
+	return w, nil
+}
+
+func (h *Hub) wake() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// addSynced, removeSynced, finish: h.mu held.
+func (h *Hub) addSynced(w *Watcher) {
+	w.state = stateSynced
+	if w.end == nil {
+		set := h.keys[string(w.key)]
+		if set == nil {
+			set = make(map[*Watcher]struct{})
+			h.keys[string(w.key)] = set
+		}
+		set[w] = struct{}{}
+		return
+	}
+	h.ranges[w] = struct{}{}
+}
+
+func (h *Hub) removeSynced(w *Watcher) {
+	if w.end == nil {
+		set := h.keys[string(w.key)]
+		delete(set, w)
+		if len(set) == 0 {
+			delete(h.keys, string(w.key))
+		}
+		return
+	}
+	delete(h.ranges, w)
+}
+
+func (h *Hub) finish(w *Watcher) {
+	switch w.state {
+	case stateDone:
+		return
+	case stateSynced:
+		h.removeSynced(w)
+	case stateUnsynced:
+		delete(h.unsynced, w)
+	}
+	w.state = stateDone
+	close(w.ch)
+}
+
+// Notify hands the hub the events of the write transaction that committed
+// revision rev, in order. The apply loop calls it once per revision, in
+// revision order, after the revision is readable through History; a
+// revision not above the last one notified is ignored. It never blocks on
+// a watcher: a watcher whose channel is full is moved to catch-up and
+// reads this revision from History later.
+func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || rev <= h.rev {
+		return
+	}
+	h.rev = rev
+	if len(h.keys) == 0 && len(h.ranges) == 0 {
+		return
+	}
+	var order []*Watcher
+	batches := make(map[*Watcher][]*mvccpb.Event)
+	add := func(w *Watcher, ev *mvccpb.Event) {
+		if w.minRev > rev {
+			return
+		}
+		if ev = w.shape(ev); ev == nil {
+			return
+		}
+		b, ok := batches[w]
+		if !ok {
+			order = append(order, w)
+		}
+		batches[w] = append(b, ev)
+	}
+	for _, ev := range evs {
+		if ev == nil || ev.Kv == nil {
+			continue
+		}
+		for w := range h.keys[string(ev.Kv.Key)] {
+			add(w, ev)
+		}
+		for w := range h.ranges {
+			if w.matches(ev.Kv.Key) {
+				add(w, ev)
+			}
+		}
+	}
+	for _, w := range order {
+		resp := &pb.WatchResponse{
+			Header:  &pb.ResponseHeader{Revision: rev},
+			WatchId: w.id,
+			Events:  batches[w],
+		}
+		select {
+		case w.ch <- resp:
+			w.sent = true
+			w.minRev = rev + 1
+		default:
+			// Slow watcher: it reads rev and later from History.
+			h.removeSynced(w)
+			w.state = stateUnsynced
+			w.minRev = rev
+			h.unsynced[w] = struct{}{}
+			h.wake()
+		}
+	}
+}
+
+// loop is the background goroutine: catch-up of unsynced watchers and
+// progress notifications.
+func (h *Hub) loop() {
+	defer h.wg.Done()
+	syncT := time.NewTicker(h.opts.SyncInterval)
+	defer syncT.Stop()
+	var progress <-chan time.Time
+	if h.opts.ProgressInterval > 0 {
+		t := time.NewTicker(h.opts.ProgressInterval)
+		defer t.Stop()
+		progress = t.C
+	}
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-h.kick:
+		case <-syncT.C:
+		case <-progress:
+			h.progressTick()
+			continue
+		}
+		for h.syncPass() {
+			select {
+			case <-h.done:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// syncPass serves every unsynced watcher once. It reports whether another
+// pass should follow at once (some watcher progressed but is still behind).
+func (h *Hub) syncPass() bool {
+	h.mu.Lock()
+	if h.closed || len(h.unsynced) == 0 {
+		h.mu.Unlock()
+		return false
+	}
+	target := h.rev
+	ws := make([]*Watcher, 0, len(h.unsynced))
+	for w := range h.unsynced {
+		ws = append(ws, w)
+	}
+	h.mu.Unlock()
+
+	again := false
+	for _, w := range ws {
+		if h.syncOne(w, target) {
+			again = true
+		}
+	}
+	return again
+}
+
+// syncOne advances one unsynced watcher by at most one batch read from
+// History up to target. Only the sync loop sends to an unsynced watcher's
+// channel, so room seen here is still there when the batch is sent.
+func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
+	h.mu.Lock()
+	if w.state != stateUnsynced {
+		h.mu.Unlock()
+		return false
+	}
+	if len(w.ch) == cap(w.ch) {
+		h.mu.Unlock()
+		return false // still slow: retry on the next tick
+	}
+	if w.compacted != 0 {
+		h.sendCompacted(w)
+		h.mu.Unlock()
+		return false
+	}
+	from := w.minRev
+	h.mu.Unlock()
+
+	var (
+		evs  []*mvccpb.Event
+		next = target + 1
+		revs int
+		last int64
+	)
+	err := h.hist.Events(from, w.key, w.end, func(ev *mvccpb.Event) bool {
+		r := ev.GetKv().GetModRevision()
+		if r > target {
+			return false
+		}
+		if r < from {
+			return true
+		}
+		if r != last {
+			if revs == h.opts.MaxRevsPerBatch {
+				next = r
+				return false
+			}
+			revs++
+			last = r
+		}
+		if ev = w.shape(ev); ev != nil {
+			evs = append(evs, ev)
+		}
+		return true
+	})
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w.state != stateUnsynced {
+		return false
+	}
+	if err != nil {
+		if errors.Is(err, ErrCompacted) {
+			w.compacted = max(h.hist.CompactRevision(), from, 1)
+			h.sendCompacted(w)
+		}
+		// Other errors: retry on the next tick.
+		return false
+	}
+	if len(evs) > 0 {
+		resp := &pb.WatchResponse{
+			Header:  &pb.ResponseHeader{Revision: target},
+			WatchId: w.id,
+			Events:  evs,
+		}
+		select {
+		case w.ch <- resp:
+			w.sent = true
+		default: // cannot happen (see above); read again later
+			return false
+		}
+	}
+	w.minRev = next
+	if w.minRev > h.rev {
+		// Caught up with every revision Notify has seen: from now on Notify
+		// delivers. Both happen under h.mu, so no revision falls between.
+		delete(h.unsynced, w)
+		h.addSynced(w)
+		return false
+	}
+	return true
+}
+
+// sendCompacted delivers the compaction cancel if there is room and ends
+// the watcher; otherwise it is retried on the next tick. h.mu held.
+func (h *Hub) sendCompacted(w *Watcher) {
+	resp := &pb.WatchResponse{
+		Header:          &pb.ResponseHeader{Revision: h.rev},
+		WatchId:         w.id,
+		Canceled:        true,
+		CompactRevision: w.compacted,
+	}
+	select {
+	case w.ch <- resp:
+		h.finish(w)
+	default:
+	}
+}
+
+// progress sends w a progress notification at the hub's revision if w is
+// synced, not waiting for a future start revision, and has room. h.mu held.
+func (h *Hub) progress(w *Watcher, id int64) bool {
+	if w.state != stateSynced || h.rev < w.startRev {
+		return false
+	}
+	select {
+	case w.ch <- &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.rev}, WatchId: id}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *Hub) progressTick() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	tick := func(w *Watcher) {
+		if !w.progress {
+			return
+		}
+		if !w.sent {
+			h.progress(w, w.id)
+		}
+		w.sent = false
+	}
+	for _, set := range h.keys {
+		for w := range set {
+			tick(w)
+		}
+	}
+	for w := range h.ranges {
+		tick(w)
+	}
+}
+
+// RequestProgress sends w a progress notification (no events, header
+// revision = the hub's revision, which every later event exceeds). Like
+// etcd it does nothing for a watcher that is catching up (its events come
+// soon) and reports false then, or when w's channel is full.
+func (w *Watcher) RequestProgress() bool {
+	h := w.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.progress(w, w.id)
+}
+
+// RequestProgressAll is etcd's stream-wide progress request: if every
+// watcher in ws is synced and has room, it puts a progress response with
+// watch id InvalidWatchID and one revision into each of their channels,
+// atomically with respect to Notify, and returns that revision. A stream
+// that has forwarded all of these markers has forwarded every event up to
+// the revision of all its watchers, and then sends one progress response.
+// It returns ok false otherwise (the caller retries later, as etcd defers
+// the request).
+func (h *Hub) RequestProgressAll(ws []*Watcher) (rev int64, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range ws {
+		if w.state == stateDone {
+			continue
+		}
+		if w.state != stateSynced || h.rev < w.startRev || len(w.ch) == cap(w.ch) {
+			return 0, false
+		}
+	}
+	for _, w := range ws {
+		if w.state != stateDone {
+			h.progress(w, InvalidWatchID)
+		}
+	}
+	return h.rev, true
+}
+
+// Close stops the hub: every watcher's channel is closed, Watch fails with
+// ErrClosed and Notify does nothing.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	close(h.done)
+	var all []*Watcher
+	for _, set := range h.keys {
+		for w := range set {
+			all = append(all, w)
+		}
+	}
+	for w := range h.ranges {
+		all = append(all, w)
+	}
+	for w := range h.unsynced {
+		all = append(all, w)
+	}
+	for _, w := range all {
+		h.finish(w)
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}

@@ -1,0 +1,685 @@
+package watch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// fakeHistory is an in-memory History: every event ever written, in
+// revision order, and a compacted revision below which Events fails (as
+// etcd and the mvcc package do, from == compacted is allowed).
+type fakeHistory struct {
+	mu        sync.Mutex
+	evs       []*mvccpb.Event
+	last      map[string]*mvccpb.KeyValue
+	rev       int64
+	compacted int64
+	calls     int
+}
+
+func newFakeHistory() *fakeHistory {
+	return &fakeHistory{last: make(map[string]*mvccpb.KeyValue)}
+}
+
+type op struct {
+	del bool
+	key string
+}
+
+// write commits one revision with the given ops and returns its events.
+func (f *fakeHistory) write(ops ...op) (int64, []*mvccpb.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rev++
+	var evs []*mvccpb.Event
+	for _, o := range ops {
+		prev := f.last[o.key]
+		ev := &mvccpb.Event{PrevKv: prev}
+		if o.del {
+			ev.Type = mvccpb.Event_DELETE
+			ev.Kv = &mvccpb.KeyValue{Key: []byte(o.key), ModRevision: f.rev}
+			delete(f.last, o.key)
+		} else {
+			kv := &mvccpb.KeyValue{Key: []byte(o.key), ModRevision: f.rev, CreateRevision: f.rev, Version: 1, Value: []byte(fmt.Sprint(f.rev))}
+			if prev != nil {
+				kv.CreateRevision = prev.CreateRevision
+				kv.Version = prev.Version + 1
+			}
+			ev.Type = mvccpb.Event_PUT
+			ev.Kv = kv
+			f.last[o.key] = kv
+		}
+		evs = append(evs, ev)
+	}
+	f.evs = append(f.evs, evs...)
+	return f.rev, evs
+}
+
+func (f *fakeHistory) compact(rev int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.compacted = rev
+}
+
+func inRange(k, key, end []byte) bool {
+	switch {
+	case len(end) == 0:
+		return bytes.Equal(k, key)
+	case len(end) == 1 && end[0] == 0:
+		return bytes.Compare(k, key) >= 0
+	default:
+		return bytes.Compare(k, key) >= 0 && bytes.Compare(k, end) < 0
+	}
+}
+
+func (f *fakeHistory) Events(from int64, key, end []byte, fn func(*mvccpb.Event) bool) error {
+	f.mu.Lock()
+	f.calls++
+	if from < f.compacted {
+		f.mu.Unlock()
+		return ErrCompacted
+	}
+	evs := f.evs
+	f.mu.Unlock()
+	for _, ev := range evs {
+		if ev.Kv.ModRevision < from || !inRange(ev.Kv.Key, key, end) {
+			continue
+		}
+		if !fn(ev) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (f *fakeHistory) CompactRevision() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.compacted
+}
+
+// put writes and notifies one revision.
+func put(f *fakeHistory, h *Hub, ops ...op) int64 {
+	rev, evs := f.write(ops...)
+	h.Notify(rev, evs)
+	return rev
+}
+
+func p(k string) op { return op{key: k} }
+func d(k string) op { return op{del: true, key: k} }
+
+func fastOpts() Options {
+	return Options{SyncInterval: 5 * time.Millisecond, ProgressInterval: -1}
+}
+
+func mustWatch(t *testing.T, h *Hub, req *pb.WatchCreateRequest) *Watcher {
+	t.Helper()
+	w, err := h.Watch(req)
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	return w
+}
+
+// recv returns the next response or fails after a timeout.
+func recv(t *testing.T, w *Watcher) *pb.WatchResponse {
+	t.Helper()
+	select {
+	case r, ok := <-w.C():
+		if !ok {
+			t.Fatalf("watcher %d: channel closed", w.ID())
+		}
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatalf("watcher %d: no response", w.ID())
+		return nil
+	}
+}
+
+// events reads responses until n events arrived and returns them.
+func events(t *testing.T, w *Watcher, n int) []*mvccpb.Event {
+	t.Helper()
+	var out []*mvccpb.Event
+	for len(out) < n {
+		r := recv(t, w)
+		if r.Canceled {
+			t.Fatalf("unexpected cancel: %v", r)
+		}
+		if r.WatchId != w.ID() {
+			t.Fatalf("watch id %d, want %d", r.WatchId, w.ID())
+		}
+		out = append(out, r.Events...)
+	}
+	if len(out) != n {
+		t.Fatalf("got %d events, want %d", len(out), n)
+	}
+	return out
+}
+
+func noResponse(t *testing.T, w *Watcher) {
+	t.Helper()
+	select {
+	case r := <-w.C():
+		t.Fatalf("unexpected response %v", r)
+	case <-time.After(30 * time.Millisecond):
+	}
+}
+
+func desc(evs []*mvccpb.Event) string {
+	var b bytes.Buffer
+	for _, ev := range evs {
+		fmt.Fprintf(&b, "%s:%s@%d ", ev.Type, ev.Kv.Key, ev.Kv.ModRevision)
+	}
+	return b.String()
+}
+
+func TestLiveRanges(t *testing.T) {
+	f := newFakeHistory()
+	h := NewHub(f, 0, fastOpts())
+	defer h.Close()
+	single := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("a")})
+	rng := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte("c")})
+	prefix := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("b/"), RangeEnd: []byte("b0")})
+	from := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("b"), RangeEnd: []byte{0}})
+	all := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+
+	put(f, h, p("a"), p("b/x"))    // 1
+	put(f, h, p("c"))              // 2
+	put(f, h, p("ab"), d("b/x"))   // 3
+	put(f, h, p("b0"), p("zzzzz")) // 4
+
+	cases := []struct {
+		w    *Watcher
+		want string
+	}{
+		{single, "PUT:a@1 "},
+		{rng, "PUT:a@1 PUT:b/x@1 PUT:ab@3 DELETE:b/x@3 PUT:b0@4 "},
+		{prefix, "PUT:b/x@1 DELETE:b/x@3 "},
+		{from, "PUT:b/x@1 PUT:c@2 DELETE:b/x@3 PUT:b0@4 PUT:zzzzz@4 "},
+		{all, "PUT:a@1 PUT:b/x@1 PUT:c@2 PUT:ab@3 DELETE:b/x@3 PUT:b0@4 PUT:zzzzz@4 "},
+	}
+	for i, c := range cases {
+		n := bytes.Count([]byte(c.want), []byte(" "))
+		if got := desc(events(t, c.w, n)); got != c.want {
+			t.Errorf("watcher %d: got %q want %q", i, got, c.want)
+		}
+		noResponse(t, c.w)
+	}
+	// One response per revision, header revision = the revision.
+	w := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	rev := put(f, h, p("k"))
+	if r := recv(t, w); r.Header.Revision != rev || len(r.Events) != 1 {
+		t.Fatalf("response %v", r)
+	}
+	if _, err := h.Watch(&pb.WatchCreateRequest{Key: []byte("b"), RangeEnd: []byte("a")}); !errors.Is(err, ErrEmptyRange) {
+		t.Fatalf("empty range: %v", err)
+	}
+}
+
+func TestCatchUpThenLive(t *testing.T) {
+	f := newFakeHistory()
+	h := NewHub(f, 0, fastOpts())
+	defer h.Close()
+	for i := 0; i < 10; i++ {
+		put(f, h, p("k"))
+	}
+	w := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 4})
+	got := events(t, w, 7)
+	for i, ev := range got {
+		if ev.Kv.ModRevision != int64(4+i) {
+			t.Fatalf("event %d at %d", i, ev.Kv.ModRevision)
+		}
+	}
+	put(f, h, p("k"))
+	if ev := events(t, w, 1)[0]; ev.Kv.ModRevision != 11 {
+		t.Fatalf("live event at %d", ev.Kv.ModRevision)
+	}
+	// start_revision 0 and above the current revision: only later events.
+	now := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	future := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 14})
+	put(f, h, p("k")) // 12
+	put(f, h, p("k")) // 13
+	put(f, h, p("k")) // 14
+	if got := desc(events(t, now, 3)); got != "PUT:k@12 PUT:k@13 PUT:k@14 " {
+		t.Fatalf("now watcher: %s", got)
+	}
+	if got := desc(events(t, future, 1)); got != "PUT:k@14 " {
+		t.Fatalf("future watcher: %s", got)
+	}
+}
+
+func TestCatchUpBatches(t *testing.T) {
+	f := newFakeHistory()
+	opts := fastOpts()
+	opts.MaxRevsPerBatch = 10
+	h := NewHub(f, 0, opts)
+	defer h.Close()
+	for i := 0; i < 35; i++ {
+		put(f, h, p("a"), p("b")) // two events per revision
+	}
+	w := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte("c"), StartRevision: 1})
+	var all []*mvccpb.Event
+	for len(all) < 70 {
+		r := recv(t, w)
+		revs := map[int64]bool{}
+		for _, ev := range r.Events {
+			revs[ev.Kv.ModRevision] = true
+		}
+		if len(revs) > 10 {
+			t.Fatalf("batch with %d revisions", len(revs))
+		}
+		all = append(all, r.Events...)
+	}
+	for i, ev := range all {
+		if ev.Kv.ModRevision != int64(i/2+1) {
+			t.Fatalf("event %d at revision %d", i, ev.Kv.ModRevision)
+		}
+	}
+}
+
+func TestFiltersAndPrevKV(t *testing.T) {
+	f := newFakeHistory()
+	h := NewHub(f, 0, fastOpts())
+	defer h.Close()
+	put(f, h, p("k")) // 1: history
+	put(f, h, d("k")) // 2
+	mk := func(start int64, prev bool, fs ...pb.WatchCreateRequest_FilterType) *Watcher {
+		return mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: start, PrevKv: prev, Filters: fs})
+	}
+	for _, start := range []int64{1, 0} { // catch-up and live paths
+		noPut := mk(start, false, pb.WatchCreateRequest_NOPUT)
+		noDel := mk(start, false, pb.WatchCreateRequest_NODELETE)
+		prev := mk(start, true)
+		plain := mk(start, false)
+		if start == 0 {
+			put(f, h, p("k"))
+			put(f, h, d("k"))
+		}
+		if ev := events(t, noPut, 1)[0]; ev.Type != mvccpb.Event_DELETE {
+			t.Fatalf("start %d: NOPUT got %v", start, ev)
+		}
+		if ev := events(t, noDel, 1)[0]; ev.Type != mvccpb.Event_PUT {
+			t.Fatalf("start %d: NODELETE got %v", start, ev)
+		}
+		pe := events(t, prev, 2)
+		if pe[0].PrevKv != nil || pe[1].PrevKv == nil || pe[1].PrevKv.ModRevision != pe[0].Kv.ModRevision {
+			t.Fatalf("start %d: prev_kv events %v", start, pe)
+		}
+		for _, ev := range events(t, plain, 2) {
+			if ev.PrevKv != nil {
+				t.Fatalf("start %d: prev_kv not stripped: %v", start, ev)
+			}
+		}
+		// The stripped copy does not touch the shared event.
+		if pe[1].PrevKv == nil {
+			t.Fatal("shared event modified")
+		}
+		noResponse(t, noPut)
+		noResponse(t, noDel)
+	}
+}
+
+func TestCompactedStart(t *testing.T) {
+	f := newFakeHistory()
+	h := NewHub(f, 0, fastOpts())
+	defer h.Close()
+	for i := 0; i < 10; i++ {
+		put(f, h, p("k"))
+	}
+	f.compact(6)
+	w := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 3})
+	r := recv(t, w)
+	if !r.Canceled || r.CompactRevision != 6 || len(r.Events) != 0 || r.WatchId != w.ID() {
+		t.Fatalf("response %v", r)
+	}
+	if _, ok := <-w.C(); ok {
+		t.Fatal("channel not closed after compaction cancel")
+	}
+	w.Cancel() // idempotent
+	// At the compacted revision itself the History still serves.
+	ok := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 6})
+	if got := len(events(t, ok, 5)); got != 5 {
+		t.Fatal(got)
+	}
+}
+
+// A watcher that never reads must not slow Notify or other watchers; when
+// it reads again it gets every event, in order, from History.
+func TestSlowWatcher(t *testing.T) {
+	f := newFakeHistory()
+	opts := fastOpts()
+	opts.BufferSize = 4
+	h := NewHub(f, 0, opts)
+	defer h.Close()
+	slow := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	fast := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+
+	const n = 2000
+	done := make(chan []*mvccpb.Event)
+	go func() {
+		var got []*mvccpb.Event
+		for len(got) < n {
+			r := <-fast.C()
+			got = append(got, r.Events...)
+		}
+		done <- got
+	}()
+	var worst time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		put(f, h, p("k"))
+		worst = max(worst, time.Since(start))
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond) // let the fast reader keep up
+		}
+	}
+	if worst > 200*time.Millisecond {
+		t.Fatalf("Notify took %v with a stuck watcher", worst)
+	}
+	fastGot := <-done
+	slowGot := events(t, slow, n)
+	for i := 0; i < n; i++ {
+		if fastGot[i].Kv.ModRevision != int64(i+1) || slowGot[i].Kv.ModRevision != int64(i+1) {
+			t.Fatalf("event %d: fast at %d, slow at %d", i, fastGot[i].Kv.ModRevision, slowGot[i].Kv.ModRevision)
+		}
+	}
+	// Back in the synced group: live events again.
+	put(f, h, p("k"))
+	if ev := events(t, slow, 1)[0]; ev.Kv.ModRevision != n+1 {
+		t.Fatal(ev)
+	}
+}
+
+// A slow watcher whose missing revisions get compacted is canceled with the
+// compact revision, after the responses it had already received.
+func TestSlowWatcherCompacted(t *testing.T) {
+	f := newFakeHistory()
+	opts := fastOpts()
+	opts.BufferSize = 2
+	h := NewHub(f, 0, opts)
+	defer h.Close()
+	w := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	for i := 0; i < 10; i++ {
+		put(f, h, p("k"))
+	}
+	f.compact(8)
+	for i := 1; i <= 2; i++ {
+		if r := recv(t, w); r.Events[0].Kv.ModRevision != int64(i) {
+			t.Fatalf("response %d: %v", i, r)
+		}
+	}
+	r := recv(t, w)
+	if !r.Canceled || r.CompactRevision != 8 {
+		t.Fatalf("want compaction cancel, got %v", r)
+	}
+	if _, ok := <-w.C(); ok {
+		t.Fatal("channel open")
+	}
+}
+
+func TestProgressNotify(t *testing.T) {
+	f := newFakeHistory()
+	opts := fastOpts()
+	opts.ProgressInterval = 20 * time.Millisecond
+	h := NewHub(f, 0, opts)
+	defer h.Close()
+	put(f, h, p("x"))
+	w := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), ProgressNotify: true})
+	quiet := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	r := recv(t, w)
+	if len(r.Events) != 0 || r.Header.Revision != 1 || r.WatchId != w.ID() || r.Canceled {
+		t.Fatalf("progress %v", r)
+	}
+	put(f, h, p("y"))
+	r = recv(t, w)
+	if len(r.Events) != 0 || r.Header.Revision != 2 {
+		t.Fatalf("progress %v", r)
+	}
+	noResponse(t, quiet)
+}
+
+func TestRequestProgress(t *testing.T) {
+	f := newFakeHistory()
+	h := NewHub(f, 0, Options{SyncInterval: time.Hour, ProgressInterval: -1})
+	defer h.Close()
+	put(f, h, p("k"))
+	put(f, h, p("k"))
+	a := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	if !a.RequestProgress() {
+		t.Fatal("synced watcher refused progress")
+	}
+	if r := recv(t, a); len(r.Events) != 0 || r.Header.Revision != 2 {
+		t.Fatalf("progress %v", r)
+	}
+	// Drain the catch-up wake-up of b only after asking: b is unsynced.
+	b := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 1})
+	if rev, ok := h.RequestProgressAll([]*Watcher{a, b}); ok {
+		t.Fatalf("progress-all with a watcher catching up: %d", rev)
+	}
+	events(t, b, 2) // served by the kick, not the (hour-long) tick
+	rev, ok := h.RequestProgressAll([]*Watcher{a, b})
+	if !ok || rev != 2 {
+		t.Fatalf("progress-all %d %v", rev, ok)
+	}
+	for _, w := range []*Watcher{a, b} {
+		if r := recv(t, w); r.WatchId != InvalidWatchID || r.Header.Revision != 2 || len(r.Events) != 0 {
+			t.Fatalf("marker %v", r)
+		}
+	}
+	future := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 10})
+	if future.RequestProgress() {
+		t.Fatal("progress before a future start revision")
+	}
+}
+
+func TestCancelAndClose(t *testing.T) {
+	f := newFakeHistory()
+	h := NewHub(f, 0, fastOpts())
+	a := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	b := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), RangeEnd: []byte("l")})
+	put(f, h, p("k"))
+	a.Cancel()
+	a.Cancel()
+	// Buffered responses stay readable, then the channel is closed.
+	if r, ok := <-a.C(); !ok || len(r.Events) != 1 {
+		t.Fatalf("buffered response lost: %v %v", r, ok)
+	}
+	if _, ok := <-a.C(); ok {
+		t.Fatal("canceled channel open")
+	}
+	put(f, h, p("k")) // no panic sending to a canceled watcher
+	events(t, b, 2)
+	c := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 1})
+	h.Close()
+	h.Close()
+	for _, w := range []*Watcher{b, c} {
+		for range w.C() {
+		}
+	}
+	if _, err := h.Watch(&pb.WatchCreateRequest{Key: []byte("k")}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("watch after close: %v", err)
+	}
+	put(f, h, p("k"))
+	b.Cancel()
+}
+
+func TestWatchIDs(t *testing.T) {
+	h := NewHub(newFakeHistory(), 0, fastOpts())
+	defer h.Close()
+	a := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	b := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	c := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), WatchId: 42})
+	if a.ID() == b.ID() || c.ID() != 42 {
+		t.Fatalf("ids %d %d %d", a.ID(), b.ID(), c.ID())
+	}
+	if _, err := h.Watch(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: -1}); err == nil {
+		t.Fatal("negative start revision accepted")
+	}
+}
+
+func TestFragments(t *testing.T) {
+	var evs []*mvccpb.Event
+	for i := 0; i < 10; i++ {
+		evs = append(evs, &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte("k"), Value: bytes.Repeat([]byte{'v'}, 100), ModRevision: 7}})
+	}
+	resp := &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 7}, WatchId: 3, Events: evs}
+	if got := Fragments(resp, 1<<20); len(got) != 1 || got[0] != resp {
+		t.Fatal("small response fragmented")
+	}
+	parts := Fragments(resp, 350)
+	var joined []*mvccpb.Event
+	for i, pt := range parts {
+		if size := proto.Size(pt); size > 350 {
+			t.Fatalf("part %d is %d bytes", i, size)
+		}
+		if pt.Fragment != (i < len(parts)-1) || pt.WatchId != 3 || pt.Header.Revision != 7 {
+			t.Fatalf("part %d: %v", i, pt)
+		}
+		joined = append(joined, pt.Events...)
+	}
+	if len(parts) < 4 || len(joined) != 10 {
+		t.Fatalf("%d parts, %d events", len(parts), len(joined))
+	}
+	// An event over the limit travels alone.
+	parts = Fragments(resp, 10)
+	if len(parts) != 10 {
+		t.Fatalf("%d parts", len(parts))
+	}
+	one := &pb.WatchResponse{Events: evs[:1]}
+	if got := Fragments(one, 10); len(got) != 1 || got[0].Fragment {
+		t.Fatal("single event fragmented")
+	}
+}
+
+// Many watchers, created concurrently at past, current and future
+// revisions while one writer notifies, some reading slowly: each gets
+// exactly the events of its range from its start revision, in order.
+func TestConcurrentNoGapNoDup(t *testing.T) {
+	f := newFakeHistory()
+	opts := fastOpts()
+	opts.BufferSize = 8
+	opts.MaxRevsPerBatch = 7
+	h := NewHub(f, 0, opts)
+	defer h.Close()
+	keys := []string{"a", "b", "c", "d", "e"}
+	const revs = 1500
+	var writer sync.WaitGroup
+	writer.Add(1)
+	go func() {
+		defer writer.Done()
+		rnd := rand.New(rand.NewSource(1))
+		for i := 0; i < revs; i++ {
+			var ops []op
+			for j := 0; j < 1+rnd.Intn(3); j++ {
+				k := keys[rnd.Intn(len(keys))]
+				dup := false
+				for _, o := range ops {
+					dup = dup || o.key == k
+				}
+				if !dup {
+					ops = append(ops, op{key: k, del: rnd.Intn(4) == 0})
+				}
+			}
+			put(f, h, ops...)
+			if i%100 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		// A last revision every watcher sees, so readers know they are done.
+		var last []op
+		for _, k := range keys {
+			last = append(last, p(k))
+		}
+		put(f, h, last...)
+	}()
+	const final = revs + 1
+
+	var readers sync.WaitGroup
+	errs := make(chan error, 100)
+	for g := 0; g < 40; g++ {
+		readers.Add(1)
+		go func(g int) {
+			defer readers.Done()
+			rnd := rand.New(rand.NewSource(int64(g)))
+			time.Sleep(time.Duration(rnd.Intn(20)) * time.Millisecond)
+			req := &pb.WatchCreateRequest{Key: []byte(keys[g%len(keys)])}
+			if g%2 == 0 {
+				req.RangeEnd = []byte("d")
+				req.Key = []byte("b")
+			}
+			switch g % 3 {
+			case 0:
+				req.StartRevision = 1 + rnd.Int63n(h.Rev()+1)
+			case 1:
+				req.StartRevision = min(h.Rev()+1+rnd.Int63n(50), final)
+			}
+			w, err := h.Watch(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			start := req.StartRevision
+			if start == 0 {
+				// The created revision is not returned atomically; the first
+				// event tells where live delivery began, History says what
+				// must follow.
+				start = -1
+			}
+			var got []*mvccpb.Event
+			timeout := time.After(10 * time.Second)
+			for {
+				select {
+				case r, ok := <-w.C():
+					if !ok {
+						errs <- fmt.Errorf("watcher %d closed", g)
+						return
+					}
+					got = append(got, r.Events...)
+					if g%4 == 0 {
+						time.Sleep(100 * time.Microsecond) // slow reader
+					}
+				case <-timeout:
+					errs <- fmt.Errorf("watcher %d: timeout with %d events", g, len(got))
+					return
+				}
+				if len(got) > 0 && got[len(got)-1].Kv.ModRevision == final {
+					break
+				}
+			}
+			if start == -1 {
+				start = got[0].Kv.ModRevision
+			}
+			var want []*mvccpb.Event
+			_ = f.Events(start, req.Key, req.RangeEnd, func(ev *mvccpb.Event) bool {
+				want = append(want, ev)
+				return true
+			})
+			if len(got) != len(want) {
+				errs <- fmt.Errorf("watcher %d from %d: %d events, history has %d", g, start, len(got), len(want))
+				return
+			}
+			for i := range got {
+				if got[i].Kv.ModRevision != want[i].Kv.ModRevision || !bytes.Equal(got[i].Kv.Key, want[i].Kv.Key) || got[i].Type != want[i].Type {
+					errs <- fmt.Errorf("watcher %d event %d: got %s want %s", g, i, desc(got[i:i+1]), desc(want[i:i+1]))
+					return
+				}
+			}
+			w.Cancel()
+		}(g)
+	}
+	readers.Wait()
+	writer.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
