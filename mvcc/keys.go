@@ -1,0 +1,176 @@
+package mvcc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Engine key prefixes; see doc.go for the layout. Every key this package
+// owns starts with 'v', so the MVCC key space can share an engine with
+// other state machines (kvstore uses 'k', 'm', 'r', 'a', 'n').
+var (
+	prefixCurrent = []byte("vk") // vk + key → current KeyValue
+	prefixMeta    = []byte("vm") // vm + name → int64
+	prefixRev     = []byte("vr") // vr + main + sub → record
+	prefixIndex   = []byte("vx") // vx + escaped key + main + sub → kind
+
+	// endCurrent, endRev and endIndex are the exclusive upper bounds of
+	// their prefixes.
+	endCurrent = []byte("vl")
+	endRev     = []byte("vs")
+	endIndex   = []byte("vy")
+
+	metaRev      = []byte("vmrev")
+	metaCompact  = []byte("vmcompact")
+	metaPhysical = []byte("vmphysical")
+)
+
+// Record kinds: the first byte of a vr value and the whole of a vx value.
+const (
+	kindPut    = 'p'
+	kindDelete = 'd'
+)
+
+// revLen is the size of an encoded revision: main then sub, 8 bytes each,
+// big endian, so that engine order is revision order.
+const revLen = 16
+
+// errCorrupt reports engine contents this package did not write.
+var errCorrupt = errors.New("mvcc: corrupt engine data")
+
+// revision identifies one change: main is the revision of the write
+// transaction, sub orders the changes inside it.
+type revision struct {
+	main, sub int64
+}
+
+func appendRev(dst []byte, r revision) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(r.main))
+	return binary.BigEndian.AppendUint64(dst, uint64(r.sub))
+}
+
+func parseRev(b []byte) revision {
+	return revision{
+		main: int64(binary.BigEndian.Uint64(b)),
+		sub:  int64(binary.BigEndian.Uint64(b[8:])),
+	}
+}
+
+// currentKey is vk + key.
+func currentKey(key []byte) []byte {
+	return append(append(make([]byte, 0, len(prefixCurrent)+len(key)), prefixCurrent...), key...)
+}
+
+// revKey is vr + rev.
+func revKey(r revision) []byte {
+	return appendRev(append(make([]byte, 0, len(prefixRev)+revLen), prefixRev...), r)
+}
+
+// appendEscaped appends key escaped so that the result sorts like key and
+// no escaped key is a prefix of another: 0x00 becomes 0x00 0xff, and the
+// key ends with the terminator 0x00 0x01.
+func appendEscaped(dst, key []byte) []byte {
+	for {
+		i := bytes.IndexByte(key, 0)
+		if i < 0 {
+			dst = append(dst, key...)
+			break
+		}
+		dst = append(dst, key[:i+1]...)
+		dst = append(dst, 0xff)
+		key = key[i+1:]
+	}
+	return append(dst, 0x00, 0x01)
+}
+
+// indexPrefix is vx + escaped key: the prefix of every index entry of key.
+func indexPrefix(key []byte) []byte {
+	return appendEscaped(append(make([]byte, 0, len(prefixIndex)+len(key)+2+revLen), prefixIndex...), key)
+}
+
+// indexKey is vx + escaped key + rev.
+func indexKey(key []byte, r revision) []byte {
+	return appendRev(indexPrefix(key), r)
+}
+
+// splitIndexKey splits an index entry's engine key into the escaped key
+// (vx and terminator included, so equal prefixes mean equal keys) and the
+// revision.
+func splitIndexKey(k []byte) (prefix []byte, r revision, err error) {
+	if len(k) < len(prefixIndex)+2+revLen || !bytes.HasPrefix(k, prefixIndex) {
+		return nil, revision{}, fmt.Errorf("%w: index key %q", errCorrupt, k)
+	}
+	n := len(k) - revLen
+	if k[n-2] != 0x00 || k[n-1] != 0x01 {
+		return nil, revision{}, fmt.Errorf("%w: index key %q", errCorrupt, k)
+	}
+	return k[:n], parseRev(k[n:]), nil
+}
+
+// unescapeIndexKey returns the user key of an index entry's prefix.
+func unescapeIndexKey(prefix []byte) []byte {
+	esc := prefix[len(prefixIndex) : len(prefix)-2]
+	key := make([]byte, 0, len(esc))
+	for i := 0; i < len(esc); i++ {
+		key = append(key, esc[i])
+		if esc[i] == 0 {
+			i++ // skip the 0xff
+		}
+	}
+	return key
+}
+
+// keyBounds returns the engine bounds of the user-key interval [key, end)
+// under a prefix that stores raw keys (vk). end follows etcd: empty means
+// the single key, "\x00" means every key >= key.
+func currentBounds(key, end []byte) (lower, upper []byte) {
+	lower = currentKey(key)
+	switch {
+	case len(end) == 0:
+		upper = append(bytes.Clone(lower), 0x00)
+	case isFromKey(end):
+		upper = endCurrent
+	default:
+		upper = currentKey(end)
+	}
+	return lower, upper
+}
+
+// indexBounds is currentBounds for the index (escaped keys).
+func indexBounds(key, end []byte) (lower, upper []byte) {
+	lower = indexPrefix(key)
+	switch {
+	case len(end) == 0:
+		upper = append(bytes.Clone(lower), 0xff)
+	case isFromKey(end):
+		upper = endIndex
+	default:
+		upper = indexPrefix(end)
+	}
+	return lower, upper
+}
+
+func isFromKey(end []byte) bool { return len(end) == 1 && end[0] == 0 }
+
+// inRange reports whether k is in the etcd interval [key, end).
+func inRange(k, key, end []byte) bool {
+	switch {
+	case len(end) == 0:
+		return bytes.Equal(k, key)
+	case isFromKey(end):
+		return bytes.Compare(k, key) >= 0
+	default:
+		return bytes.Compare(k, key) >= 0 && bytes.Compare(k, end) < 0
+	}
+}
+
+func putInt64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+func parseInt64(b []byte) (int64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: meta value of %d bytes", errCorrupt, len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), nil
+}
