@@ -66,6 +66,10 @@ type Server struct {
 	readNext  *readBatch
 	readwaitc chan struct{}
 
+	// nodeReady is closed once node is set: the transport listens (and
+	// peers may call Process) before the raft node exists.
+	nodeReady chan struct{}
+
 	wg       sync.WaitGroup
 	stopc    chan struct{}
 	stopOnce sync.Once
@@ -95,6 +99,7 @@ func Open(cfg Config) (*Server, error) {
 		snapc:       make(chan *raftpb.Message, 1),
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
+		nodeReady:   make(chan struct{}),
 	}
 	ok := false
 	defer func() {
@@ -209,6 +214,7 @@ func Open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	close(s.nodeReady)
 	lg.Info("member starting",
 		zap.Uint64("id", s.id), zap.String("cluster-id", fmt.Sprintf("%x", s.clusterID)),
 		zap.String("peer-url", selfURL), zap.String("engine", cfg.Engine.Name),
@@ -526,6 +532,9 @@ func (s *Server) startPurge() {
 // message: a damaged stream is refused (the leader will send another) and
 // this member keeps its state.
 func (s *Server) Process(ctx context.Context, m *raftpb.Message) error {
+	if !s.started() {
+		return errNotStarted
+	}
 	if s.IsIDRemoved(m.GetFrom()) {
 		return fmt.Errorf("%w: message from removed member %x", ErrRemoved, m.GetFrom())
 	}
@@ -563,11 +572,30 @@ func (s *Server) IsIDRemoved(id uint64) bool {
 }
 
 // ReportUnreachable passes transport failures to raft.
-func (s *Server) ReportUnreachable(id uint64) { s.node.ReportUnreachable(id) }
+func (s *Server) ReportUnreachable(id uint64) {
+	if s.started() {
+		s.node.ReportUnreachable(id)
+	}
+}
 
 // ReportSnapshot passes the outcome of a snapshot send to raft.
 func (s *Server) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
-	s.node.ReportSnapshot(id, status)
+	if s.started() {
+		s.node.ReportSnapshot(id, status)
+	}
+}
+
+var errNotStarted = errors.New("server: raft not started yet")
+
+// started reports whether the raft node exists; messages that arrive
+// before are refused, and the peer sends them again.
+func (s *Server) started() bool {
+	select {
+	case <-s.nodeReady:
+		return true
+	default:
+		return false
+	}
 }
 
 // Member is a member as the API shows it.
@@ -579,7 +607,10 @@ type Member struct {
 
 // Members lists the current members, ordered by id.
 func (s *Server) Members() []Member {
-	lead := s.node.Leader()
+	var lead uint64
+	if s.started() {
+		lead = s.node.Leader()
+	}
 	s.memMu.RLock()
 	defer s.memMu.RUnlock()
 	out := make([]Member, 0, len(s.members))

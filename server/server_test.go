@@ -393,3 +393,18 @@ func TestCorruptSnapshotStreamRefused(t *testing.T) {
 		t.Fatalf("member cannot write after refusing snapshots: %v", err)
 	}
 }
+
+// Peers may reach the transport before the raft node exists (a member
+// restarting into a busy cluster); that must not crash the member.
+func TestMessagesBeforeRaftStartAreRefused(t *testing.T) {
+	s := &Server{nodeReady: make(chan struct{}), removed: map[uint64]bool{}, members: map[uint64]kvstore.Member{}}
+	m := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(2), To: proto.Uint64(1)}
+	if err := s.Process(context.Background(), m); !errors.Is(err, errNotStarted) {
+		t.Fatalf("Process before start: %v, want errNotStarted", err)
+	}
+	s.ReportUnreachable(2)
+	s.ReportSnapshot(2, 0)
+	if got := s.Members(); len(got) != 0 {
+		t.Fatalf("Members before start: %v", got)
+	}
+}
