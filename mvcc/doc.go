@@ -20,6 +20,11 @@
 //	// any goroutine:
 //	s.Range(snapshot, rangeReq)
 //	s.History(snapshot, from, key, end, fn) // watch catch-up (HistoryWithPrevKV for prev_kv)
+//	s.HashKV(snapshot, rev)                 // etcd's HashKV: hash, hashed and compacted revisions
+//	// watch hub: reads history through the adapter, told of each new
+//	// revision (after the commit) with the events RevisionEvents reads:
+//	hub := watch.NewHub(mvcc.WatchHistory{Store: s, Reader: func() storage.Reader { return engine }}, s.Rev(), opts)
+//	evs, err := s.RevisionEvents(ob, rev); /* commit ob */ hub.Notify(rev, evs)
 //	s.PhysicalCompact(engine, rev, 1000)    // after Compact was committed
 //
 // Every write reads the revision state from its batch, so successive
@@ -85,6 +90,6 @@
 //     etcd's duplicate-key check misses when the delete has range_end
 //     "\x00") fails here with ErrKeyNotFound before writing anything.
 //
-// HashKV, watch streams, and etcd's quota and auth checks are outside this
-// package.
+// Watch streams (package watch; WatchHistory and RevisionEvents feed its
+// hub), and etcd's quota and auth checks are outside this package.
 package mvcc

@@ -3,12 +3,14 @@ package mvcc
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/metcd/metcd/lease"
+	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/memory"
 )
 
@@ -101,6 +103,25 @@ func TestLeaseAttachments(t *testing.T) {
 	if e.s.Rev() != rev+1 {
 		t.Fatal("second delete moved the revision")
 	}
+	// The lessor alone keeps the attachments: mvcc writes only its own
+	// prefixes (vk, vx, vr, vm), no lease index of its own.
+	it, err := eng.NewIterator(storage.IterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for it.Next() {
+		k := it.Key()
+		switch {
+		case k[0] == 'l' || k[0] == 'L':
+		case len(k) >= 2 && k[0] == 'v' && strings.ContainsRune("kxrm", rune(k[1])):
+		default:
+			t.Errorf("unexpected engine key %q", k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	it.Close()
 	// The attachments are in the engine: a new lessor sees them.
 	l2, err := lease.New(eng, lease.Options{})
 	if err != nil {
