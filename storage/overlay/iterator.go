@@ -5,17 +5,11 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/metcd/metcd/internal/btreecursor"
 	"github.com/metcd/metcd/storage"
 )
 
-// The btree only offers push-style walks, so the pending side is pulled in
-// chunks: each refill walks the frozen clone from just past the last entry
-// it returned. Chunks start small because transactions mostly read short
-// ranges, and double up to maxChunk so long scans pay one O(log n)
-// descent per maxChunk entries.
 const (
-	firstChunk = 16
-	maxChunk   = 256
 	// maxScratch bounds the key/value scratch kept in the pool, so one
 	// huge value does not pin memory forever.
 	maxScratch = 64 << 10
@@ -29,7 +23,7 @@ type iterBuf struct {
 }
 
 var bufPool = sync.Pool{New: func() any {
-	return &iterBuf{items: make([]entry, 0, maxChunk)}
+	return &iterBuf{items: make([]entry, 0, btreecursor.MaxChunk)}
 }}
 
 var (
@@ -46,20 +40,10 @@ var (
 type iterator struct {
 	base storage.Iterator
 
-	// The pending side.
-	t            *tree // frozen: never written
-	lower, upper []byte
-	reverse      bool
-	visitFn      func(entry) bool // it.visit, bound once
-	buf          *iterBuf
-	items        []entry // current chunk, a prefix of buf.items
-	pos          int
-	chunk        int  // size of the next chunk
-	high         int  // longest chunk so far, to clear before pooling
-	walked       bool // a chunk has been collected
-	drained      bool // the walk reached the end of the range
-	skip         []byte
-	hasSkip      bool // the next visited entry is skipped if its key is skip
+	// The pending side: a frozen clone, never written, pulled in chunks.
+	walk    btreecursor.Cursor[entry]
+	reverse bool
+	buf     *iterBuf
 
 	pend    entry // pending head, if pendOK
 	pendOK  bool
@@ -82,20 +66,14 @@ type iterator struct {
 func newIterator(t *tree, base storage.Iterator, opts storage.IterOptions) *iterator {
 	it := &iterator{
 		base:    base,
-		t:       t,
-		lower:   bytes.Clone(opts.Lower), // the caller may reuse its slices
-		upper:   bytes.Clone(opts.Upper),
 		reverse: opts.Reverse,
-		chunk:   firstChunk,
 		advPend: true,
 		advBase: true,
-		pos:     -1,
 		buf:     bufPool.Get().(*iterBuf),
 	}
-	it.visitFn = it.visit
-	if it.lower != nil && it.upper != nil && bytes.Compare(it.lower, it.upper) >= 0 {
-		it.drained = true
-	}
+	it.walk.Init(entry.key, probe, it.buf.items)
+	// The caller may reuse its slices.
+	it.walk.Reset(t, bytes.Clone(opts.Lower), bytes.Clone(opts.Upper), opts.Reverse)
 	return it
 }
 
@@ -167,75 +145,7 @@ func (it *iterator) nextBase() bool {
 
 // nextPend moves the pending head forward.
 func (it *iterator) nextPend() {
-	it.pos++
-	if it.pos >= len(it.items) && !it.fill() {
-		it.pend, it.pendOK = entry{}, false
-		return
-	}
-	it.pend, it.pendOK = it.items[it.pos], true
-}
-
-// fill collects the next chunk of pending entries and reports whether it
-// is non-empty.
-func (it *iterator) fill() bool {
-	if it.drained {
-		it.items = it.items[:0]
-		return false
-	}
-	var pivot entry
-	resume := it.walked
-	if resume {
-		pivot = it.items[len(it.items)-1]
-	}
-	it.walked = true
-	it.items = it.buf.items[:0]
-	switch {
-	case !it.reverse && resume:
-		it.skip, it.hasSkip = pivot.key(), true
-		it.t.AscendGreaterOrEqual(pivot, it.visitFn)
-	case !it.reverse && it.lower != nil:
-		it.t.AscendGreaterOrEqual(probe(it.lower), it.visitFn)
-	case !it.reverse:
-		it.t.Ascend(it.visitFn)
-	case resume:
-		it.skip, it.hasSkip = pivot.key(), true
-		it.t.DescendLessOrEqual(pivot, it.visitFn)
-	case it.upper != nil:
-		// Upper is exclusive but the walk starts at it inclusively.
-		it.skip, it.hasSkip = it.upper, true
-		it.t.DescendLessOrEqual(probe(it.upper), it.visitFn)
-	default:
-		it.t.Descend(it.visitFn)
-	}
-	it.hasSkip, it.skip = false, nil
-	// A short chunk means the walk hit the bound or the end of the tree.
-	it.drained = len(it.items) < it.chunk
-	it.high = max(it.high, len(it.items))
-	if it.chunk < maxChunk {
-		it.chunk *= 2
-	}
-	it.pos = 0
-	return len(it.items) > 0
-}
-
-// visit is the btree callback collecting one chunk.
-func (it *iterator) visit(e entry) bool {
-	k := e.key()
-	if it.hasSkip {
-		it.hasSkip = false
-		if bytes.Equal(k, it.skip) {
-			return true
-		}
-	}
-	if it.reverse {
-		if it.lower != nil && bytes.Compare(k, it.lower) < 0 {
-			return false
-		}
-	} else if it.upper != nil && bytes.Compare(k, it.upper) >= 0 {
-		return false
-	}
-	it.items = append(it.items, e)
-	return len(it.items) < it.chunk
+	it.pend, it.pendOK = it.walk.Next()
 }
 
 // Key implements storage.Iterator. A pending key is copied into scratch
@@ -284,10 +194,10 @@ func (it *iterator) Close() error {
 		it.err = errClosed
 	}
 	b := it.buf
-	it.t, it.buf, it.items, it.pend, it.baseKey, it.skip = nil, nil, nil, entry{}, nil, nil
+	it.buf, it.pend, it.baseKey = nil, entry{}, nil
 	// Drop references to pending entries so a pooled buffer does not keep
 	// a dead batch's writes alive.
-	clear(b.items[:it.high])
+	b.items = it.walk.Release()
 	if cap(b.key) > maxScratch {
 		b.key = nil
 	}
