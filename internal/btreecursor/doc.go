@@ -11,4 +11,6 @@
 // The item type is generic; the caller supplies how to get an item's key
 // and how to build a search probe from a key, consistent with the tree's
 // ordering (bytes.Compare on keys).
+//
+// Pool recycles an iterator's chunk buffer and key/value scratch space.
 package btreecursor

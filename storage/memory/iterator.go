@@ -3,33 +3,18 @@ package memory
 import (
 	"bytes"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/metcd/metcd/internal/btreecursor"
 	"github.com/metcd/metcd/storage"
 )
 
-const (
-	// maxScratch bounds the key/value scratch kept in the pool, so one
-	// huge value does not pin memory forever.
-	maxScratch = 64 << 10
-)
-
-// iterBuf is the reusable part of an iterator.
-type iterBuf struct {
-	items    []item
-	key, val []byte
-}
-
-var bufPool = sync.Pool{New: func() any {
-	return &iterBuf{items: make([]item, 0, btreecursor.MaxChunk)}
-}}
+var bufPool btreecursor.Pool[item]
 
 type iterator struct {
 	eng, snap *atomic.Bool
 	walk      btreecursor.Cursor[item] // pulls the frozen tree in chunks
-	buf       *iterBuf
+	buf       *btreecursor.Buf[item]
 
 	cur              item
 	valid            bool
@@ -43,9 +28,9 @@ func newIterator(t *tree, eng, snap *atomic.Bool, opts storage.IterOptions) *ite
 	it := &iterator{
 		eng:  eng,
 		snap: snap,
-		buf:  bufPool.Get().(*iterBuf),
+		buf:  bufPool.Get(),
 	}
-	it.walk.Init(item.key, keyItem, it.buf.items)
+	it.walk.Init(item.key, keyItem, it.buf.Items)
 	// The caller may reuse its slices.
 	it.walk.Reset(t, bytes.Clone(opts.Lower), bytes.Clone(opts.Upper), opts.Reverse)
 	return it
@@ -78,10 +63,10 @@ func (it *iterator) Key() []byte {
 		return nil
 	}
 	if !it.haveKey {
-		it.buf.key = append(it.buf.key[:0], it.cur.key()...)
+		it.buf.Key = append(it.buf.Key[:0], it.cur.key()...)
 		it.haveKey = true
 	}
-	return it.buf.key
+	return it.buf.Key
 }
 
 // Value returns a copy, like Key.
@@ -90,10 +75,10 @@ func (it *iterator) Value() []byte {
 		return nil
 	}
 	if !it.haveVal {
-		it.buf.val = append(it.buf.val[:0], it.cur.value()...)
+		it.buf.Val = append(it.buf.Val[:0], it.cur.value()...)
 		it.haveVal = true
 	}
-	return it.buf.val
+	return it.buf.Val
 }
 
 func (it *iterator) Err() error { return it.err }
@@ -108,13 +93,6 @@ func (it *iterator) Close() error {
 	it.buf, it.cur = nil, item{}
 	// Drop references into the tree so a pooled buffer does not keep a
 	// dead snapshot's items alive.
-	b.items = it.walk.Release()
-	if cap(b.key) > maxScratch {
-		b.key = nil
-	}
-	if cap(b.val) > maxScratch {
-		b.val = nil
-	}
-	bufPool.Put(b)
+	bufPool.Put(b, it.walk.Release())
 	return nil
 }

@@ -3,28 +3,12 @@ package overlay
 import (
 	"bytes"
 	"fmt"
-	"sync"
 
 	"github.com/metcd/metcd/internal/btreecursor"
 	"github.com/metcd/metcd/storage"
 )
 
-const (
-	// maxScratch bounds the key/value scratch kept in the pool, so one
-	// huge value does not pin memory forever.
-	maxScratch = 64 << 10
-)
-
-// iterBuf is the reusable part of an iterator: the chunk and the scratch
-// space for pending keys and values.
-type iterBuf struct {
-	items    []entry
-	key, val []byte
-}
-
-var bufPool = sync.Pool{New: func() any {
-	return &iterBuf{items: make([]entry, 0, btreecursor.MaxChunk)}
-}}
+var bufPool btreecursor.Pool[entry]
 
 var (
 	errClosed      = fmt.Errorf("overlay: iterator: %w", storage.ErrClosed)
@@ -43,7 +27,7 @@ type iterator struct {
 	// The pending side: a frozen clone, never written, pulled in chunks.
 	walk    btreecursor.Cursor[entry]
 	reverse bool
-	buf     *iterBuf
+	buf     *btreecursor.Buf[entry]
 
 	pend    entry // pending head, if pendOK
 	pendOK  bool
@@ -69,9 +53,9 @@ func newIterator(t *tree, base storage.Iterator, opts storage.IterOptions) *iter
 		reverse: opts.Reverse,
 		advPend: true,
 		advBase: true,
-		buf:     bufPool.Get().(*iterBuf),
+		buf:     bufPool.Get(),
 	}
-	it.walk.Init(entry.key, probe, it.buf.items)
+	it.walk.Init(entry.key, probe, it.buf.Items)
 	// The caller may reuse its slices.
 	it.walk.Reset(t, bytes.Clone(opts.Lower), bytes.Clone(opts.Upper), opts.Reverse)
 	return it
@@ -159,10 +143,10 @@ func (it *iterator) Key() []byte {
 	case !it.fromPend:
 		return it.base.Key()
 	case !it.haveKey:
-		it.buf.key = append(it.buf.key[:0], it.pend.key()...)
+		it.buf.Key = append(it.buf.Key[:0], it.pend.key()...)
 		it.haveKey = true
 	}
-	return it.buf.key
+	return it.buf.Key
 }
 
 // Value implements storage.Iterator, like Key.
@@ -173,10 +157,10 @@ func (it *iterator) Value() []byte {
 	case !it.fromPend:
 		return it.base.Value()
 	case !it.haveVal:
-		it.buf.val = append(it.buf.val[:0], it.pend.value()...)
+		it.buf.Val = append(it.buf.Val[:0], it.pend.value()...)
 		it.haveVal = true
 	}
-	return it.buf.val
+	return it.buf.Val
 }
 
 // Err implements storage.Iterator: the base iterator's error that ended
@@ -197,13 +181,6 @@ func (it *iterator) Close() error {
 	it.buf, it.pend, it.baseKey = nil, entry{}, nil
 	// Drop references to pending entries so a pooled buffer does not keep
 	// a dead batch's writes alive.
-	b.items = it.walk.Release()
-	if cap(b.key) > maxScratch {
-		b.key = nil
-	}
-	if cap(b.val) > maxScratch {
-		b.val = nil
-	}
-	bufPool.Put(b)
+	bufPool.Put(b, it.walk.Release())
 	return it.base.Close()
 }
