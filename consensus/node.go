@@ -114,6 +114,7 @@ type Node struct {
 	// lead, term and role are written by the Node goroutine only.
 	lead atomic.Uint64
 	role atomic.Int32
+	term atomic.Uint64
 
 	leaderMu      sync.Mutex
 	leaderChanged chan struct{} // closed and replaced on every leader change
@@ -205,6 +206,9 @@ func (n *Node) handleReady(rd *raft.Ready) (err error) {
 			n.leaderChanged = make(chan struct{})
 			n.leaderMu.Unlock()
 		}
+	}
+	if t := rd.HardState.GetTerm(); t > 0 {
+		n.term.Store(t)
 	}
 	for _, rs := range rd.ReadStates {
 		select {
@@ -348,6 +352,9 @@ func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 
 // Leader is the current leader's id, 0 when none is known.
 func (n *Node) Leader() uint64 { return n.lead.Load() }
+
+// Term is the raft term as of the last Ready.
+func (n *Node) Term() uint64 { return n.term.Load() }
 
 // Role is this member's raft role.
 func (n *Node) Role() raft.StateType { return raft.StateType(n.role.Load()) }

@@ -6,51 +6,17 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/memory"
 )
-
-func TestRequestRoundTrip(t *testing.T) {
-	for _, r := range []Request{
-		{ID: 1, Op: OpPut, Key: []byte("a"), Value: []byte("b")},
-		{ID: 1<<63 + 5, Op: OpPut, Key: []byte("config/db/host"), Value: nil},
-		{Op: OpDelete, Key: []byte{0, 0xff, 1}},
-	} {
-		var got Request
-		if err := got.Unmarshal(r.Marshal()); err != nil {
-			t.Fatalf("%+v: %v", r, err)
-		}
-		if got.ID != r.ID || got.Op != r.Op || !bytes.Equal(got.Key, r.Key) || !bytes.Equal(got.Value, r.Value) {
-			t.Fatalf("round trip: got %+v, want %+v", got, r)
-		}
-	}
-}
-
-func TestRequestRejectsMalformed(t *testing.T) {
-	good := (&Request{ID: 7, Op: OpPut, Key: []byte("key"), Value: []byte("value")}).Marshal()
-	cases := map[string][]byte{
-		"empty":         nil,
-		"bad version":   append([]byte{9}, good[1:]...),
-		"bad op":        append([]byte{good[0], 77}, good[2:]...),
-		"truncated":     good[:len(good)-1],
-		"trailing data": append(append([]byte(nil), good...), 0),
-	}
-	for name, data := range cases {
-		var r Request
-		if err := r.Unmarshal(data); !errors.Is(err, ErrBadRequest) {
-			t.Errorf("%s: got %v, want ErrBadRequest", name, err)
-		}
-	}
-}
 
 func fill(t *testing.T, s *Store, n int, applied uint64) {
 	t.Helper()
 	txn := s.NewTxn()
 	for i := 0; i < n; i++ {
-		if err := txn.Put([]byte(fmt.Sprintf("key-%05d", i)), bytes.Repeat([]byte{byte(i)}, 300)); err != nil {
-			t.Fatal(err)
-		}
+		txn.Batch().Put([]byte(fmt.Sprintf("vkey-%05d", i)), bytes.Repeat([]byte{byte(i)}, 300))
 	}
-	if err := txn.AddMember(Member{ID: 1, PeerURL: "http://127.0.0.1:1"}); err != nil {
+	if err := txn.PutMember(Member{ID: 1, PeerURL: "http://127.0.0.1:1"}); err != nil {
 		t.Fatal(err)
 	}
 	txn.RemoveMember(9)
@@ -98,14 +64,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dst.Keys() != 8000 {
-		t.Fatalf("restored key count %d, want 8000", dst.Keys())
-	}
 	if applied != 42 || dst.Applied() != 42 {
 		t.Fatalf("applied = %d / %d, want 42", applied, dst.Applied())
 	}
 	for _, i := range []int{0, 1234, 7999} {
-		v, err := dst.Get([]byte(fmt.Sprintf("key-%05d", i)))
+		v, err := dst.Engine().Get([]byte(fmt.Sprintf("vkey-%05d", i)))
 		if err != nil || !bytes.Equal(v, bytes.Repeat([]byte{byte(i)}, 300)) {
 			t.Fatalf("key %d: %v %x", i, err, v)
 		}
@@ -131,7 +94,7 @@ func TestSnapshotViewIsStable(t *testing.T) {
 	}
 	defer v.Close()
 	txn := s.NewTxn()
-	txn.Put([]byte("later"), []byte("x"))
+	txn.Batch().Put([]byte("later"), []byte("x"))
 	if err := txn.Commit(2, false); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +110,7 @@ func TestSnapshotViewIsStable(t *testing.T) {
 	if applied != 1 {
 		t.Fatalf("view applied index = %d, want 1", applied)
 	}
-	if _, err := dst.Get([]byte("later")); !errors.Is(err, ErrNotFound) {
+	if _, err := dst.Engine().Get([]byte("later")); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("write after the view leaked into it: %v", err)
 	}
 }
@@ -170,7 +133,7 @@ func TestSnapshotCorruptionKeepsState(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dst, _ := Open(memory.New())
 			txn := dst.NewTxn()
-			txn.Put([]byte("mine"), []byte("keep"))
+			txn.Batch().Put([]byte("mine"), []byte("keep"))
 			if err := txn.Commit(5, false); err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +144,7 @@ func TestSnapshotCorruptionKeepsState(t *testing.T) {
 			if !errors.Is(err, ErrCorruptSnapshot) {
 				t.Fatalf("Restore: got %v, want ErrCorruptSnapshot", err)
 			}
-			if v, err := dst.Get([]byte("mine")); err != nil || string(v) != "keep" || dst.Applied() != 5 {
+			if v, err := dst.Engine().Get([]byte("mine")); err != nil || string(v) != "keep" || dst.Applied() != 5 {
 				t.Fatalf("previous state lost: %q %v applied=%d", v, err, dst.Applied())
 			}
 		})
@@ -194,52 +157,10 @@ func flip(b []byte, i int) []byte {
 	return c
 }
 
-func TestTxnDeleteSeesOwnWrites(t *testing.T) {
-	s, _ := Open(memory.New())
-	txn := s.NewTxn()
-	if existed, err := txn.Delete([]byte("a")); err != nil || existed {
-		t.Fatalf("delete of absent key: existed=%v err=%v", existed, err)
-	}
-	txn.Put([]byte("a"), []byte("1"))
-	if existed, _ := txn.Delete([]byte("a")); !existed {
-		t.Fatal("delete after put in the same txn: want existed")
-	}
-	if existed, _ := txn.Delete([]byte("a")); existed {
-		t.Fatal("second delete: want absent")
-	}
-	if err := txn.Commit(3, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get([]byte("a")); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("got %v, want ErrNotFound", err)
-	}
-	if s.Applied() != 3 {
-		t.Fatalf("applied %d, want 3", s.Applied())
-	}
-	if n := s.Keys(); n != 0 {
-		t.Fatalf("Keys = %d, want 0", n)
-	}
-}
-
-func FuzzRequestUnmarshal(f *testing.F) {
-	f.Add((&Request{ID: 3, Op: OpPut, Key: []byte("k"), Value: []byte("v")}).Marshal())
-	f.Add((&Request{ID: 4, Op: OpDelete, Key: []byte("k")}).Marshal())
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var r Request
-		if err := r.Unmarshal(data); err != nil {
-			return
-		}
-		var again Request
-		if err := again.Unmarshal(r.Marshal()); err != nil {
-			t.Fatalf("re-encoding a decoded request fails: %v", err)
-		}
-	})
-}
-
 func FuzzSnapshotDecode(f *testing.F) {
 	s, _ := Open(memory.New())
 	txn := s.NewTxn()
-	txn.Put([]byte("a"), []byte("b"))
+	txn.Batch().Put([]byte("a"), []byte("b"))
 	txn.Commit(1, false)
 	v, _ := s.View()
 	var buf bytes.Buffer
@@ -249,4 +170,30 @@ func FuzzSnapshotDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		VerifySnapshot(bytes.NewReader(data))
 	})
+}
+
+func TestLoadBackupDropsClusterState(t *testing.T) {
+	src, _ := Open(memory.New())
+	fill(t, src, 50, 7)
+	txn := src.NewTxn()
+	txn.SetAlarm(Alarm{MemberID: 1, Type: 1}, true)
+	if err := txn.Commit(8, false); err != nil {
+		t.Fatal(err)
+	}
+	eng := memory.New()
+	if err := LoadBackup(bytes.NewReader(snapshotBytes(t, src)), eng); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := Open(eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members, removed, err := dst.Members()
+	alarms, aerr := dst.Alarms()
+	if err != nil || aerr != nil || len(members) != 0 || len(removed) != 0 || len(alarms) != 0 || dst.Applied() != 0 {
+		t.Fatalf("cluster state kept: members %v removed %v alarms %v applied %d (%v, %v)", members, removed, alarms, dst.Applied(), err, aerr)
+	}
+	if v, err := eng.Get([]byte("vkey-00049")); err != nil || len(v) != 300 {
+		t.Fatalf("data lost: %v", err)
+	}
 }

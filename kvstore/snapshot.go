@@ -172,15 +172,10 @@ func (s *Store) Restore(r io.Reader, fresh storage.Engine) (uint64, error) {
 	if err := b.Commit(true); err != nil {
 		return 0, fmt.Errorf("kvstore: restore: write applied index: %w", err)
 	}
-	keys, err := readUint(fresh, countKey)
-	if err != nil {
-		return 0, err
-	}
 	s.mu.Lock()
 	old := s.eng
 	s.eng = fresh
 	s.applied.Store(applied)
-	s.keys.Store(int64(keys))
 	s.mu.Unlock()
 	if old != nil && old != fresh {
 		if err := old.Close(); err != nil {
@@ -188,6 +183,31 @@ func (s *Store) Restore(r io.Reader, fresh storage.Engine) (uint64, error) {
 		}
 	}
 	return applied, nil
+}
+
+// LoadBackup fills the empty engine dst with the state of a snapshot stream
+// taken from another cluster (a backup) and strips what belonged to that
+// cluster: its members, tombstones, alarms and applied index. The key
+// space and the leases stay. A new cluster bootstraps on top of it.
+func LoadBackup(r io.Reader, dst storage.Engine) error {
+	if _, err := decodeSnapshot(r, dst); err != nil {
+		return err
+	}
+	b := dst.NewBatch()
+	defer b.Close()
+	for _, p := range []byte{prefixMember, prefixRemoved, prefixAlarm} {
+		if err := scan(dst, []byte{p}, func(k, _ []byte) error {
+			b.Delete(k)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	b.Delete(appliedKey)
+	if err := b.Commit(true); err != nil {
+		return fmt.Errorf("kvstore: load backup: %w", err)
+	}
+	return nil
 }
 
 // VerifySnapshot reads a whole stream and checks it without installing it.
@@ -307,4 +327,20 @@ func (c *crcReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.crc.Write(p[:n])
 	return n, err
+}
+
+func uvarint(b []byte) (uint64, []byte, bool) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, b, false
+	}
+	return v, b[n:], true
+}
+
+func lenPrefixed(b []byte) ([]byte, []byte, bool) {
+	n, rest, ok := uvarint(b)
+	if !ok || n > uint64(len(rest)) {
+		return nil, b, false
+	}
+	return rest[:n:n], rest[n:], true
 }

@@ -16,24 +16,27 @@ import (
 
 // Key-space prefixes inside the engine; see doc.go.
 const (
-	prefixUser    = 'k'
 	prefixMember  = 'm'
 	prefixRemoved = 'r'
+	prefixAlarm   = 'A'
 )
 
-var (
-	appliedKey = []byte{'a'}
-	// countKey holds the number of user keys, kept in step by every Txn.
-	countKey = []byte{'n'}
-)
+var appliedKey = []byte{'a'}
 
-// ErrNotFound is returned by Get for an absent key.
-var ErrNotFound = errors.New("kvstore: key not found")
-
-// Member is one raft member as the cluster knows it.
+// Member is one raft member as the cluster knows it. Name and ClientURLs
+// are published by the member itself once it runs (etcd's attributes).
 type Member struct {
-	ID      uint64 `json:"id"`
-	PeerURL string `json:"peer_url"`
+	ID         uint64   `json:"id"`
+	PeerURL    string   `json:"peer_url"`
+	Name       string   `json:"name,omitempty"`
+	ClientURLs []string `json:"client_urls,omitempty"`
+	IsLearner  bool     `json:"is_learner,omitempty"`
+}
+
+// Alarm is one raised alarm: etcd's AlarmMember (member id, alarm type).
+type Alarm struct {
+	MemberID uint64
+	Type     int32
 }
 
 // Store is the state machine. Reads may run on any goroutine; writes come
@@ -46,8 +49,6 @@ type Store struct {
 
 	// applied is the raft index of the last committed Txn.
 	applied atomic.Uint64
-	// keys is the number of user keys as of applied.
-	keys atomic.Int64
 }
 
 // Open wraps eng and loads the applied index it holds.
@@ -59,23 +60,15 @@ func Open(eng storage.Engine) (*Store, error) {
 	return s, nil
 }
 
-// load reads the applied index and key count an engine holds.
+// load reads the applied index an engine holds.
 func (s *Store) load(eng storage.Engine) error {
 	idx, err := readApplied(eng)
 	if err != nil {
 		return err
 	}
-	n, err := readUint(eng, countKey)
-	if err != nil {
-		return err
-	}
 	s.applied.Store(idx)
-	s.keys.Store(int64(n))
 	return nil
 }
-
-// Keys is the number of user keys.
-func (s *Store) Keys() int64 { return s.keys.Load() }
 
 func readApplied(r storage.Reader) (uint64, error) { return readUint(r, appliedKey) }
 
@@ -103,18 +96,32 @@ func (s *Store) Engine() storage.Engine {
 	return s.eng
 }
 
-// Get returns the value of a user key, or ErrNotFound.
-func (s *Store) Get(key []byte) ([]byte, error) {
+// Read calls fn with the current engine, which stays open (a snapshot
+// install cannot swap it) until fn returns.
+func (s *Store) Read(fn func(eng storage.Engine) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v, err := s.eng.Get(userKey(key))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kvstore: get: %w", err)
-	}
-	return v, nil
+	return fn(s.eng)
+}
+
+// Alarms returns the raised alarms, ordered by member and type.
+func (s *Store) Alarms() ([]Alarm, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Alarm
+	err := scan(s.eng, []byte{prefixAlarm}, func(k, _ []byte) error {
+		if len(k) != 13 {
+			return fmt.Errorf("kvstore: alarm record %q", k)
+		}
+		out = append(out, Alarm{MemberID: binary.BigEndian.Uint64(k[1:9]), Type: int32(binary.BigEndian.Uint32(k[9:]))})
+		return nil
+	})
+	return out, err
+}
+
+func alarmKey(a Alarm) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{prefixAlarm}, a.MemberID)
+	return binary.BigEndian.AppendUint32(k, uint32(a.Type))
 }
 
 // Members returns the current members, ordered by id, and the ids of the
@@ -196,26 +203,17 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-func userKey(k []byte) []byte {
-	b := make([]byte, 1+len(k))
-	b[0] = prefixUser
-	copy(b[1:], k)
-	return b
-}
-
 func memberKey(prefix byte, id uint64) []byte {
 	return strconv.AppendUint([]byte{prefix}, id, 16)
 }
 
 // Txn gathers the writes of a run of raft entries into one engine batch.
-// Reads through a Txn see its own uncommitted writes. Only the apply
+// Reads through its Batch see its own uncommitted writes. Only the apply
 // goroutine uses a Txn, and it is the only one that swaps the engine
 // (Restore), so the engine under a Txn does not change.
 type Txn struct {
-	s     *Store
-	ov    *overlay.Batch
-	n     int
-	delta int64 // change in the number of user keys
+	s  *Store
+	ov *overlay.Batch
 }
 
 // NewTxn starts a write transaction.
@@ -225,57 +223,17 @@ func (s *Store) NewTxn() *Txn {
 	return &Txn{s: s, ov: overlay.New(s.eng)}
 }
 
-// Len is the number of writes queued.
-func (t *Txn) Len() int { return t.n }
+// Batch is the transaction's batch, for the other state machines that
+// share the engine (mvcc, lease) to write into.
+func (t *Txn) Batch() *overlay.Batch { return t.ov }
 
-// exists reports whether key is present, counting this Txn's own writes.
-func (t *Txn) exists(key []byte) (bool, error) {
-	_, err := t.ov.Get(userKey(key))
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, storage.ErrNotFound):
-		return false, nil
-	}
-	return false, fmt.Errorf("kvstore: get: %w", err)
-}
-
-// Put sets a user key.
-func (t *Txn) Put(key, value []byte) error {
-	existed, err := t.exists(key)
-	if err != nil {
-		return err
-	}
-	if !existed {
-		t.delta++
-	}
-	t.ov.Put(userKey(key), value)
-	t.n++
-	return nil
-}
-
-// Delete removes a user key and reports whether it existed.
-func (t *Txn) Delete(key []byte) (bool, error) {
-	existed, err := t.exists(key)
-	if err != nil {
-		return false, err
-	}
-	if existed {
-		t.delta--
-		t.ov.Delete(userKey(key))
-		t.n++
-	}
-	return existed, nil
-}
-
-// AddMember records a member.
-func (t *Txn) AddMember(m Member) error {
+// PutMember records a member, new or changed.
+func (t *Txn) PutMember(m Member) error {
 	v, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("kvstore: encode member: %w", err)
 	}
 	t.ov.Put(memberKey(prefixMember, m.ID), v)
-	t.n++
 	return nil
 }
 
@@ -284,7 +242,15 @@ func (t *Txn) AddMember(m Member) error {
 func (t *Txn) RemoveMember(id uint64) {
 	t.ov.Delete(memberKey(prefixMember, id))
 	t.ov.Put(memberKey(prefixRemoved, id), nil)
-	t.n++
+}
+
+// SetAlarm raises (on) or clears an alarm.
+func (t *Txn) SetAlarm(a Alarm, on bool) {
+	if on {
+		t.ov.Put(alarmKey(a), nil)
+	} else {
+		t.ov.Delete(alarmKey(a))
+	}
 }
 
 // Commit writes the batch together with the applied index. sync asks the
@@ -298,17 +264,9 @@ func (t *Txn) Commit(applied uint64, sync bool) error {
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], applied)
 	b.Put(appliedKey, v[:])
-	keys := t.s.keys.Load() + t.delta
-	if t.delta != 0 {
-		var c [8]byte
-		binary.BigEndian.PutUint64(c[:], uint64(keys))
-		b.Put(countKey, c[:])
-	}
-	err := b.Commit(sync)
-	if err != nil {
+	if err := b.Commit(sync); err != nil {
 		return fmt.Errorf("kvstore: commit applied index %d: %w", applied, err)
 	}
-	t.s.keys.Store(keys)
 	t.s.applied.Store(applied)
 	return nil
 }

@@ -23,7 +23,7 @@
 //	s.HashKV(snapshot, rev)                 // etcd's HashKV: hash, hashed and compacted revisions
 //	// watch hub: reads history through the adapter, told of each new
 //	// revision (after the commit) with the events RevisionEvents reads:
-//	hub := watch.NewHub(mvcc.WatchHistory{Store: s, Reader: func() storage.Reader { return engine }}, s.Rev(), opts)
+//	hub := watch.NewHub(mvcc.WatchHistory{Store: s, Read: func(fn func(storage.Reader) error) error { return fn(engine) }}, s.Rev(), opts)
 //	evs, err := s.RevisionEvents(ob, rev); /* commit ob */ hub.Notify(rev, evs)
 //	s.PhysicalCompact(engine, rev, 1000)    // after Compact was committed
 //
@@ -46,6 +46,7 @@
 //	vmrev                         → current revision (absent: 1)
 //	vmcompact                     → logically compacted revision (absent: -1, as etcd)
 //	vmphysical                    → revision history was physically removed up to (absent: 0)
+//	vmkeys                        → number of live keys (absent: 0)
 //
 // esc(key) replaces each 0x00 of the key by 0x00 0xff and appends the
 // terminator 0x00 0x01, so index entries sort by key first (bytewise, like

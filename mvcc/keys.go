@@ -25,6 +25,7 @@ var (
 	metaRev      = []byte("vmrev")
 	metaCompact  = []byte("vmcompact")
 	metaPhysical = []byte("vmphysical")
+	metaKeys     = []byte("vmkeys")
 )
 
 // Record kinds: the first byte of a vr value and the whole of a vx value.

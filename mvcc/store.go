@@ -73,6 +73,22 @@ func Open(r storage.Reader, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// Reload re-reads the revision state from r, after the engine under the
+// store was replaced (a snapshot was installed).
+func (s *Store) Reload(r storage.Reader) error {
+	m, err := readMeta(r)
+	if err != nil {
+		return err
+	}
+	s.rev.Store(m.rev)
+	s.compact.Store(m.compact)
+	s.physical.Store(m.physical)
+	return nil
+}
+
+// Keys returns the number of live keys r holds.
+func Keys(r storage.Reader) (int64, error) { return readInt64(r, metaKeys, 0) }
+
 // Rev returns the current revision as of the last write transaction ended
 // through this Store (or as loaded by Open). An empty store is at revision
 // 1, like etcd's. A batch that is discarded instead of committed leaves

@@ -8,23 +8,26 @@ import (
 
 // WatchHistory adapts a Store to the watch hub's History interface
 // (watch.History): Events is HistoryWithPrevKV and CompactRevision the
-// compacted revision, both read through Reader, which returns the view to
-// read, normally the live engine (the revisions the hub is notified of
-// must be committed to it). The hub reads it from its sync loop, so
-// Reader must be safe to call from any goroutine.
+// compacted revision, both read inside Read, which calls its function
+// with the view to read, normally the live engine (the revisions the hub
+// is notified of must be committed to it), kept open until the function
+// returns. The hub reads it from its sync loop, so Read must be safe to
+// call from any goroutine.
 //
 // On the live engine a physical compaction running during Events may make
 // it fail with ErrCompacted after it has called fn; the hub then delivers
 // nothing of that call, as watch.History allows.
 type WatchHistory struct {
-	Store  *Store
-	Reader func() storage.Reader
+	Store *Store
+	Read  func(fn func(r storage.Reader) error) error
 }
 
 // Events calls fn with the events from revision from on keys in
 // [key, end), PrevKv set; see Store.HistoryWithPrevKV.
 func (h WatchHistory) Events(from int64, key, end []byte, fn func(ev *mvccpb.Event) bool) error {
-	return h.Store.HistoryWithPrevKV(h.Reader(), from, key, end, fn)
+	return h.Read(func(r storage.Reader) error {
+		return h.Store.HistoryWithPrevKV(r, from, key, end, fn)
+	})
 }
 
 // CompactRevision returns the logically compacted revision of the view
@@ -32,7 +35,11 @@ func (h WatchHistory) Events(from int64, key, end []byte, fn func(ev *mvccpb.Eve
 // falls back to the Store's own (which may include a compaction not
 // committed yet).
 func (h WatchHistory) CompactRevision() int64 {
-	c, err := readInt64(h.Reader(), metaCompact, -1)
+	var c int64
+	err := h.Read(func(r storage.Reader) (err error) {
+		c, err = readInt64(r, metaCompact, -1)
+		return err
+	})
 	if err != nil {
 		return h.Store.CompactRev()
 	}

@@ -82,7 +82,7 @@ func TestWatchHubOverStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hist := WatchHistory{Store: s, Reader: func() storage.Reader { return eng }}
+	hist := WatchHistory{Store: s, Read: func(fn func(storage.Reader) error) error { return fn(eng) }}
 	hub := watch.NewHub(hist, s.Rev(), watch.Options{BufferSize: 4, MaxRevsPerBatch: 3, SyncInterval: 2 * time.Millisecond, ProgressInterval: -1})
 	defer hub.Close()
 	rnd := rand.New(rand.NewSource(1))

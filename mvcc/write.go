@@ -144,7 +144,11 @@ func (w *Write) writePut(key, value []byte, lease int64) error {
 		Lease:          lease,
 	}
 	var oldLease int64
-	if old != nil {
+	if old == nil {
+		if err := w.countKeys(1); err != nil {
+			return err
+		}
+	} else {
 		kv.CreateRevision = old.CreateRevision
 		kv.Version = old.Version + 1
 		oldLease = old.Lease
@@ -182,6 +186,20 @@ func (w *Write) writeDelete(kv *mvccpb.KeyValue) {
 	w.b.Put(revKey(rv), encodeKV(kindDelete, &mvccpb.KeyValue{Key: key}))
 	w.b.Put(indexKey(key, rv), []byte{kindDelete})
 	w.changed()
+	if err := w.countKeys(-1); err != nil {
+		w.err = err
+	}
+}
+
+// countKeys keeps the number of live keys (vmkeys) in the batch.
+func (w *Write) countKeys(delta int64) error {
+	n, err := readInt64(w.b, metaKeys, 0)
+	if err != nil {
+		w.err = err
+		return err
+	}
+	w.b.Put(metaKeys, putInt64(n+delta))
+	return nil
 }
 
 // changed counts a change; the first one moves the revision in the batch,

@@ -2,27 +2,29 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/metcd/metcd/consensus"
 	"github.com/metcd/metcd/kvstore"
+	"github.com/metcd/metcd/lease"
+	"github.com/metcd/metcd/mvcc"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
 // snapshotData marks raft snapshots made by this version; the state itself
 // travels and rests as a separate stream (kvstore's snapshot format).
 var snapshotData = []byte("metcd-state-v1")
-
-// result is what a waiting request receives from the apply goroutine.
-type result struct {
-	existed bool  // for deletes
-	err     error // for membership changes
-}
 
 type pendingResult struct {
 	id uint64
@@ -65,10 +67,12 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	}
 	applied := s.store.Applied()
 	txn := s.store.NewTxn()
+	revBefore := s.mv.Rev()
 	var (
 		results     []pendingResult
 		last        uint64
 		removedSelf bool
+		compacted   int64
 	)
 	for _, e := range ap.Entries {
 		idx := e.GetIndex()
@@ -79,30 +83,19 @@ func (s *Server) apply(ap *consensus.Apply) error {
 			if idx <= applied || len(e.GetData()) == 0 {
 				continue
 			}
-			var req kvstore.Request
-			if err := req.Unmarshal(e.GetData()); err != nil {
+			req, err := decodeRequest(e.GetData())
+			if err != nil {
 				// Every member skips the same bad entry, so state stays equal.
 				s.lg.Error("skipping undecodable entry", zap.Uint64("index", idx), zap.Error(err))
 				continue
 			}
-			var r result
-			if r.err = kvstore.ValidateKey(req.Key); r.err != nil {
-				results = append(results, pendingResult{req.ID, r})
-				continue
+			r, err := s.applyRequest(txn, req)
+			if err != nil {
+				txn.Abort()
+				return fmt.Errorf("entry %d: %w", idx, err)
 			}
-			switch req.Op {
-			case kvstore.OpPut:
-				if err := txn.Put(req.Key, req.Value); err != nil {
-					txn.Abort()
-					return err
-				}
-			case kvstore.OpDelete:
-				existed, err := txn.Delete(req.Key)
-				if err != nil {
-					txn.Abort()
-					return err
-				}
-				r.existed = existed
+			if req.Compaction != nil && r.err == nil {
+				compacted = req.Compaction.Revision
 			}
 			if req.ID != 0 {
 				results = append(results, pendingResult{req.ID, r})
@@ -124,6 +117,17 @@ func (s *Server) apply(ap *consensus.Apply) error {
 			}
 		}
 	}
+	// The events of each new revision, for the watch hub once committed.
+	revAfter := s.mv.Rev()
+	var events [][]*mvccpb.Event
+	for rev := revBefore + 1; rev <= revAfter; rev++ {
+		evs, err := s.mv.RevisionEvents(txn.Batch(), rev)
+		if err != nil {
+			txn.Abort()
+			return fmt.Errorf("read events of revision %d: %w", rev, err)
+		}
+		events = append(events, evs)
+	}
 	// Never record an applied index ahead of the local log.
 	if err := ap.WaitPersisted(); err != nil {
 		txn.Abort()
@@ -135,6 +139,13 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		}
 	} else {
 		txn.Abort()
+	}
+	s.rev.Store(revAfter)
+	for i, evs := range events {
+		s.hub.Notify(revBefore+1+int64(i), evs)
+	}
+	if compacted > 0 {
+		s.schedulePhysicalCompaction(compacted)
 	}
 	for _, pr := range results {
 		s.w.Trigger(pr.id, pr.r)
@@ -152,6 +163,110 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	return nil
 }
 
+// applyRequest applies one client or internal request into txn's batch.
+// A request etcd would refuse (a compacted revision, a missing lease, a
+// full disk) gets its error in the result; an error returned means the
+// engine failed and the member must stop.
+func (s *Server) applyRequest(txn *kvstore.Txn, req *pb.InternalRaftRequest) (result, error) {
+	ob := txn.Batch()
+	var (
+		resp proto.Message
+		err  error
+	)
+	switch {
+	case req.Put != nil:
+		if s.noSpace() {
+			return result{err: rpctypes.ErrGRPCNoSpace}, nil
+		}
+		w := s.mv.Write(ob)
+		resp, err = w.Put(req.Put)
+		w.End()
+	case req.DeleteRange != nil:
+		w := s.mv.Write(ob)
+		resp, err = w.DeleteRange(req.DeleteRange)
+		w.End()
+	case req.Txn != nil:
+		if s.noSpace() && txnWrites(req.Txn, true) {
+			return result{err: rpctypes.ErrGRPCNoSpace}, nil
+		}
+		if s.w.IsRegistered(req.ID) {
+			resp, err = s.mv.Txn(ob, req.Txn)
+		} else {
+			// Nobody here waits for the answer: skip the reads.
+			resp, err = s.mv.TxnSkipRanges(ob, req.Txn)
+		}
+	case req.Compaction != nil:
+		resp, err = s.mv.Compact(ob, req.Compaction.Revision)
+	case req.LeaseGrant != nil:
+		if s.noSpace() {
+			return result{err: rpctypes.ErrGRPCNoSpace}, nil
+		}
+		var l *lease.Lease
+		if l, err = s.lessor.Grant(ob, req.LeaseGrant.ID, req.LeaseGrant.TTL); err == nil {
+			resp = &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: s.mv.Rev()}, ID: l.ID, TTL: l.TTL}
+		}
+	case req.LeaseRevoke != nil:
+		var keys [][]byte
+		if keys, err = s.lessor.Revoke(ob, req.LeaseRevoke.ID); err == nil {
+			var rev int64
+			if rev, err = s.mv.DeleteKeys(ob, keys); err == nil {
+				resp = &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: rev}}
+			}
+		}
+	case req.LeaseCheckpoint != nil:
+		for _, cp := range req.LeaseCheckpoint.Checkpoints {
+			// A lease revoked meanwhile has nothing to checkpoint.
+			if cerr := s.lessor.Checkpoint(ob, cp.ID, cp.Remaining_TTL); cerr != nil && !errors.Is(cerr, lease.ErrLeaseNotFound) {
+				return result{}, cerr
+			}
+		}
+		resp = &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{Revision: s.mv.Rev()}}
+	case req.Alarm != nil:
+		resp = s.applyAlarm(txn, req.Alarm)
+	case req.ClusterMemberAttrSet != nil:
+		err = s.applyMemberAttrs(txn, req.ClusterMemberAttrSet)
+	}
+	if err != nil {
+		if isRequestError(err) {
+			return result{err: err}, nil
+		}
+		return result{}, err
+	}
+	return result{resp: resp}, nil
+}
+
+// isRequestError tells a request etcd refuses from an engine failure.
+func isRequestError(err error) bool {
+	for _, e := range []error{
+		mvcc.ErrCompacted, mvcc.ErrFutureRev, mvcc.ErrKeyNotFound, mvcc.ErrLeaseNotFound,
+		lease.ErrLeaseNotFound, lease.ErrLeaseExists, lease.ErrLeaseTTLTooLarge,
+		ErrMemberNotFound,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	st, ok := status.FromError(err)
+	return ok && st.Code() != codes.Unknown
+}
+
+// txnWrites reports whether a txn may write (puts only, with putsOnly).
+func txnWrites(t *pb.TxnRequest, putsOnly bool) bool {
+	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
+		for _, op := range ops {
+			switch {
+			case op.GetRequestPut() != nil:
+				return true
+			case op.GetRequestDeleteRange() != nil && !putsOnly:
+				return true
+			case op.GetRequestTxn() != nil && txnWrites(op.GetRequestTxn(), putsOnly):
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // applyConfChange validates a committed membership change against the
 // current membership, applies it to raft when valid and records it.
 // A change that became invalid while it waited in the log (the same id
@@ -159,20 +274,45 @@ func (s *Server) apply(ap *consensus.Apply) error {
 func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alreadyApplied bool) (r result, removedSelf bool, err error) {
 	id := cc.GetNodeId()
 	s.memMu.RLock()
-	_, isMember := s.members[id]
+	cur, isMember := s.members[id]
 	wasRemoved := s.removed[id]
 	s.memMu.RUnlock()
 
 	var m kvstore.Member
-	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode:
+	decode := func() bool {
 		if err := json.Unmarshal(cc.GetContext(), &m); err != nil || m.ID != id {
 			r.err = fmt.Errorf("%w: conf change for %d carries no valid member record", ErrBadMember, id)
-		} else if wasRemoved {
+			return false
+		}
+		return true
+	}
+	switch cc.GetType() {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		if !decode() {
+			break
+		}
+		promote := cc.GetType() == raftpb.ConfChangeAddNode && isMember && cur.IsLearner && !m.IsLearner
+		switch {
+		case wasRemoved:
 			r.err = ErrIDRemoved
-		} else if isMember && !alreadyApplied {
+		case isMember && !promote && !alreadyApplied:
 			r.err = ErrMemberExists
 		}
+		if promote {
+			// Keep what the learner published about itself.
+			cur.IsLearner = false
+			m = cur
+		}
+	case raftpb.ConfChangeUpdateNode:
+		if !decode() {
+			break
+		}
+		if !isMember {
+			r.err = ErrMemberNotFound
+			break
+		}
+		cur.PeerURL = m.PeerURL
+		m = cur
 	case raftpb.ConfChangeRemoveNode:
 		if !isMember && !alreadyApplied {
 			r.err = ErrMemberNotFound
@@ -187,9 +327,9 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 
 	s.confState = s.node.ApplyConfChange(cc)
 	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode:
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
 		if !alreadyApplied {
-			if err := txn.AddMember(m); err != nil {
+			if err := txn.PutMember(m); err != nil {
 				return r, false, err
 			}
 		}
@@ -197,9 +337,13 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 		s.members[id] = m
 		s.memMu.Unlock()
 		if id != s.id {
-			s.tr.AddPeer(id, m.PeerURL)
+			if isMember {
+				s.tr.UpdatePeer(id, m.PeerURL)
+			} else {
+				s.tr.AddPeer(id, m.PeerURL)
+			}
 		}
-		s.lg.Info("member added", zap.Uint64("member", id), zap.String("peer-url", m.PeerURL))
+		s.lg.Info("member changed", zap.Uint64("member", id), zap.Stringer("change", cc.GetType()), zap.String("peer-url", m.PeerURL), zap.Bool("learner", m.IsLearner))
 	case raftpb.ConfChangeRemoveNode:
 		if !alreadyApplied {
 			txn.RemoveMember(id)
@@ -231,7 +375,7 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 	}
 	s.lastIndex, s.lastTerm = si, sn.GetMetadata().GetTerm()
 	s.confState = sn.GetMetadata().GetConfState()
-	if err := s.loadMembers(); err != nil {
+	if err := s.reloadState(); err != nil {
 		return err
 	}
 	// Talk to exactly the members the snapshot knows.

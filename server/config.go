@@ -44,6 +44,24 @@ type Config struct {
 	LeaderWait time.Duration
 
 	// MaxSnapshots and MaxWALs are how many old files the purger keeps.
+	// Name is the member's name, published to the cluster with
+	// ClientURLs once the member runs (etcd's member attributes).
+	Name       string
+	ClientURLs []string
+	// MaxRequestBytes bounds a client request (etcd's
+	// --max-request-bytes); MaxTxnOps the operations in one txn.
+	MaxRequestBytes int
+	MaxTxnOps       int
+	// QuotaBackendBytes raises the NOSPACE alarm when the engine grows
+	// past it (0: etcd's default, 2 GiB; negative: no quota).
+	QuotaBackendBytes int64
+	// RestoreFrom is a backup file (Maintenance.Snapshot) a fresh member
+	// starts from instead of an empty key space.
+	RestoreFrom string
+	// CompactionBatchLimit bounds the history records physical
+	// compaction removes per engine batch.
+	CompactionBatchLimit int
+
 	MaxSnapshots uint
 	MaxWALs      uint
 
@@ -61,6 +79,8 @@ func DefaultConfig() Config {
 		HeartbeatInterval: 100 * time.Millisecond,
 		ElectionTimeout:   1000 * time.Millisecond,
 		RequestTimeout:    5 * time.Second,
+		MaxRequestBytes:   1536 * 1024,
+		MaxTxnOps:         128,
 		MaxSnapshots:      5,
 		MaxWALs:           5,
 	}

@@ -8,60 +8,57 @@ import (
 	"time"
 
 	"github.com/metcd/metcd/kvstore"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
-// Put sets key to value and returns once the write is committed on a
-// quorum and applied on this member.
-func (s *Server) Put(ctx context.Context, key, value []byte) error {
+// Put sets key to value (the curl API) and returns the revision of the
+// write once it is committed on a quorum and applied on this member.
+func (s *Server) PutKey(ctx context.Context, key, value []byte) (int64, error) {
 	if err := kvstore.ValidateKey(key); err != nil {
-		return err
+		return 0, err
 	}
-	_, err := s.proposeRequest(ctx, &kvstore.Request{Op: kvstore.OpPut, Key: key, Value: value})
-	return err
-}
-
-// Delete removes key, returning ErrKeyNotFound if it did not exist.
-func (s *Server) Delete(ctx context.Context, key []byte) error {
-	if err := kvstore.ValidateKey(key); err != nil {
-		return err
-	}
-	r, err := s.proposeRequest(ctx, &kvstore.Request{Op: kvstore.OpDelete, Key: key})
+	resp, err := s.Put(ctx, &pb.PutRequest{Key: key, Value: value})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if r.err != nil {
-		return r.err
-	}
-	if !r.existed {
-		return ErrKeyNotFound
-	}
-	return nil
+	return resp.Header.Revision, nil
 }
 
-// Get reads key. A linearizable read first confirms, through a ReadIndex
-// round, that this member has applied every write completed before it;
-// a serializable read answers from local state at once.
-func (s *Server) Get(ctx context.Context, key []byte, linearizable bool) ([]byte, error) {
-	if linearizable {
-		if err := s.LinearizableRead(ctx); err != nil {
-			return nil, err
-		}
+// DeleteKey removes key, returning ErrKeyNotFound if it did not exist.
+func (s *Server) DeleteKey(ctx context.Context, key []byte) (int64, error) {
+	if err := kvstore.ValidateKey(key); err != nil {
+		return 0, err
 	}
-	v, err := s.store.Get(key)
-	if errors.Is(err, kvstore.ErrNotFound) {
-		return nil, ErrKeyNotFound
+	resp, err := s.DeleteRange(ctx, &pb.DeleteRangeRequest{Key: key})
+	if err != nil {
+		return 0, err
 	}
-	return v, err
+	if resp.Deleted == 0 {
+		return resp.Header.Revision, ErrKeyNotFound
+	}
+	return resp.Header.Revision, nil
 }
 
-func (s *Server) proposeRequest(ctx context.Context, req *kvstore.Request) (result, error) {
-	req.ID = s.reqIDs.Next()
-	return s.propose(ctx, req.ID, func(pctx context.Context) error {
-		return s.node.Propose(pctx, req.Marshal())
-	})
+// GetKey reads key at the current revision. A linearizable read first
+// confirms, through a ReadIndex round, that this member has applied every
+// write completed before it; a serializable read answers from local state
+// at once.
+func (s *Server) GetKey(ctx context.Context, key []byte, linearizable bool) ([]byte, int64, error) {
+	if err := kvstore.ValidateKey(key); err != nil {
+		return nil, 0, err
+	}
+	resp, err := s.Range(ctx, &pb.RangeRequest{Key: key, Serializable: !linearizable})
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, resp.Header.Revision, ErrKeyNotFound
+	}
+	return resp.Kvs[0].Value, resp.Header.Revision, nil
 }
 
 // propose hands an entry to raft and waits for the apply goroutine to
@@ -144,6 +141,10 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 // AddMember adds a voting member with the given id and peer URL, returning
 // once the change is applied on this member.
 func (s *Server) AddMember(ctx context.Context, id uint64, peerURL string) error {
+	return s.addMember(ctx, id, peerURL, false)
+}
+
+func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learner bool) error {
 	if id == 0 {
 		return fmt.Errorf("%w: member id must be at least 1", ErrBadMember)
 	}
@@ -154,11 +155,17 @@ func (s *Server) AddMember(ctx context.Context, id uint64, peerURL string) error
 	_, exists := s.members[id]
 	removed := s.removed[id]
 	urlTaken := false
+	learners := 0
 	for _, m := range s.members {
 		urlTaken = urlTaken || m.PeerURL == peerURL
+		if m.IsLearner {
+			learners++
+		}
 	}
 	s.memMu.RUnlock()
 	switch {
+	case learner && learners >= maxLearners:
+		return rpctypes.ErrGRPCTooManyLearners
 	case removed:
 		return ErrIDRemoved
 	case exists:
@@ -166,12 +173,16 @@ func (s *Server) AddMember(ctx context.Context, id uint64, peerURL string) error
 	case urlTaken:
 		return fmt.Errorf("%w: peer URL %s is in use", ErrMemberExists, peerURL)
 	}
-	mctx, err := json.Marshal(kvstore.Member{ID: id, PeerURL: peerURL})
+	mctx, err := json.Marshal(kvstore.Member{ID: id, PeerURL: peerURL, IsLearner: learner})
 	if err != nil {
 		return err
 	}
+	typ := raftpb.ConfChangeAddNode
+	if learner {
+		typ = raftpb.ConfChangeAddLearnerNode
+	}
 	return s.proposeConfChange(ctx, &raftpb.ConfChange{
-		Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: mctx,
+		Type: typ.Enum(), NodeId: proto.Uint64(id), Context: mctx,
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,8 +21,11 @@ import (
 
 	"github.com/metcd/metcd/consensus"
 	"github.com/metcd/metcd/kvstore"
+	"github.com/metcd/metcd/lease"
+	"github.com/metcd/metcd/mvcc"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/transport"
+	"github.com/metcd/metcd/watch"
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/pkg/v3/idutil"
 	"go.etcd.io/etcd/pkg/v3/wait"
@@ -37,10 +41,20 @@ type Server struct {
 	id        uint64
 	clusterID uint64
 
-	store *kvstore.Store
-	disk  *consensus.Disk
-	node  *consensus.Node
-	tr    *transport.Transport
+	store  *kvstore.Store
+	mv     *mvcc.Store
+	lessor *lease.Lessor
+	hub    *watch.Hub
+	alarms alarmSet
+	// rev is the revision committed to the engine, for response headers.
+	rev atomic.Int64
+	// compactc feeds the physical compactor; compactedWait tells who
+	// waits (Compact with physical) that it finished.
+	compactc      chan int64
+	compactedWait wait.WaitTime
+	disk          *consensus.Disk
+	node          *consensus.Node
+	tr            *transport.Transport
 
 	w           wait.Wait // request id -> result, triggered by apply
 	reqIDs      *idutil.Generator
@@ -60,6 +74,9 @@ type Server struct {
 	// snapshotting is set while a snapshot is being written.
 	snapshotting atomic.Bool
 	snapshotWG   sync.WaitGroup
+
+	// peerClient forwards requests to the leader's peer port.
+	peerClient *http.Client
 
 	// Linearizable read batching; see read.go.
 	readMu    sync.Mutex
@@ -86,20 +103,22 @@ func Open(cfg Config) (*Server, error) {
 	}
 	lg := cfg.Logger
 	s := &Server{
-		cfg:         cfg,
-		lg:          lg,
-		id:          cfg.ID,
-		w:           wait.New(),
-		reqIDs:      idutil.NewGenerator(uint16(cfg.ID), time.Now()),
-		appliedWait: wait.NewTimeList(),
-		members:     map[uint64]kvstore.Member{},
-		removed:     map[uint64]bool{},
-		readNext:    newReadBatch(),
-		readwaitc:   make(chan struct{}, 1),
-		snapc:       make(chan *raftpb.Message, 1),
-		stopc:       make(chan struct{}),
-		donec:       make(chan struct{}),
-		nodeReady:   make(chan struct{}),
+		cfg:           cfg,
+		lg:            lg,
+		id:            cfg.ID,
+		w:             wait.New(),
+		reqIDs:        idutil.NewGenerator(uint16(cfg.ID), time.Now()),
+		appliedWait:   wait.NewTimeList(),
+		members:       map[uint64]kvstore.Member{},
+		removed:       map[uint64]bool{},
+		readNext:      newReadBatch(),
+		readwaitc:     make(chan struct{}, 1),
+		snapc:         make(chan *raftpb.Message, 1),
+		compactc:      make(chan int64, 1),
+		compactedWait: wait.NewTimeList(),
+		stopc:         make(chan struct{}),
+		donec:         make(chan struct{}),
+		nodeReady:     make(chan struct{}),
 	}
 	ok := false
 	defer func() {
@@ -149,6 +168,9 @@ func Open(cfg Config) (*Server, error) {
 	if err := s.loadMembers(); err != nil {
 		return nil, err
 	}
+	if err := s.openState(); err != nil {
+		return nil, err
+	}
 	s.confState = &raftpb.ConfState{}
 	if boot.Snapshot != nil {
 		md := boot.Snapshot.GetMetadata()
@@ -164,6 +186,7 @@ func Open(cfg Config) (*Server, error) {
 		Raft:        s,
 		Snapshotter: disk.Snapshotter(),
 		Info:        s.clusterInfo,
+		Handlers:    s.peerHandlers(),
 	})
 	if err != nil {
 		return nil, err
@@ -188,6 +211,8 @@ func Open(cfg Config) (*Server, error) {
 	default:
 		for i, u := range cfg.InitialCluster {
 			id := uint64(i + 1)
+			// Every member writes these bootstrap entries itself: they
+			// must be identical, so only what all of them know goes in.
 			ctx, err := json.Marshal(kvstore.Member{ID: id, PeerURL: u})
 			if err != nil {
 				return nil, err
@@ -229,6 +254,9 @@ func Open(cfg Config) (*Server, error) {
 	s.goAttach(s.applyLoop)
 	s.goAttach(s.readLoop)
 	s.goAttach(s.watchTransport)
+	s.goAttach(s.compactLoop)
+	s.goAttach(s.leaseLoop)
+	s.goAttach(s.publish)
 	s.startPurge()
 	ok = true
 	return s, nil
@@ -314,6 +342,13 @@ func (s *Server) openStore(boot *consensus.Bootstrap) error {
 	eng, err := s.openEngine(currentEngineDir(s.cfg.DataDir))
 	if err != nil {
 		return err
+	}
+	if boot.Fresh && s.cfg.RestoreFrom != "" {
+		if err := loadBackupFile(s.cfg.RestoreFrom, eng); err != nil {
+			eng.Close()
+			return err
+		}
+		s.lg.Info("key space restored from backup", zap.String("file", s.cfg.RestoreFrom))
 	}
 	st, err := kvstore.Open(eng)
 	if err != nil {
@@ -475,6 +510,9 @@ func (s *Server) Stop() {
 }
 
 func (s *Server) close() {
+	if s.hub != nil {
+		s.hub.Close()
+	}
 	if s.tr != nil {
 		s.tr.Stop()
 	}
@@ -600,9 +638,12 @@ func (s *Server) started() bool {
 
 // Member is a member as the API shows it.
 type Member struct {
-	ID       uint64 `json:"id"`
-	PeerURL  string `json:"peer_url"`
-	IsLeader bool   `json:"is_leader"`
+	ID         uint64   `json:"id"`
+	PeerURL    string   `json:"peer_url"`
+	IsLeader   bool     `json:"is_leader"`
+	Name       string   `json:"name,omitempty"`
+	ClientURLs []string `json:"client_urls,omitempty"`
+	IsLearner  bool     `json:"is_learner,omitempty"`
 }
 
 // Members lists the current members, ordered by id.
@@ -615,7 +656,7 @@ func (s *Server) Members() []Member {
 	defer s.memMu.RUnlock()
 	out := make([]Member, 0, len(s.members))
 	for _, m := range s.members {
-		out = append(out, Member{ID: m.ID, PeerURL: m.PeerURL, IsLeader: m.ID == lead})
+		out = append(out, Member{ID: m.ID, PeerURL: m.PeerURL, IsLeader: m.ID == lead, Name: m.Name, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	return out
@@ -634,10 +675,11 @@ type Status struct {
 	Engine        string `json:"engine"`
 	DataSizeBytes int64  `json:"data_size_bytes"`
 	Keys          int64  `json:"keys"`
+	Revision      int64  `json:"revision"`
 }
 
-// Status reports the member's state.
-func (s *Server) Status() Status {
+// MemberStatus reports the member's state (the curl API's /admin/status).
+func (s *Server) MemberStatus() Status {
 	rs := s.node.Status()
 	st := Status{
 		MemberID:      s.id,
@@ -649,8 +691,12 @@ func (s *Server) Status() Status {
 		AppliedIndex:  s.store.Applied(),
 		SnapshotIndex: s.node.SnapshotIndex(),
 		Engine:        s.cfg.Engine.Name,
-		Keys:          s.store.Keys(),
 	}
+	_ = s.readEngine(func(r storage.Reader) (err error) {
+		st.Keys, err = mvcc.Keys(r)
+		st.Revision = s.rev.Load()
+		return err
+	})
 	if es, err := s.store.Stats(); err == nil {
 		st.DataSizeBytes = es.DiskBytes
 	}

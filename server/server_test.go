@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"net"
 	"os"
 	"testing"
@@ -133,7 +135,7 @@ func putRetry(t *testing.T, s *Server, key string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		err := s.Put(ctx(t), []byte(key), []byte("v"))
+		err := putKey(s, ctx(t), []byte(key), []byte("v"))
 		if err == nil {
 			return
 		}
@@ -154,27 +156,27 @@ func TestClusterReplicatesAndReadsLinearizably(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		w := c.members[i%3]
 		k := []byte(fmt.Sprintf("key-%d", i))
-		if err := w.Put(ctx(t), k, []byte(fmt.Sprint(i))); err != nil {
+		if err := putKey(w, ctx(t), k, []byte(fmt.Sprint(i))); err != nil {
 			t.Fatalf("put %s via member %d: %v", k, w.ID(), err)
 		}
 		r := c.members[(i+1)%3]
-		v, err := r.Get(ctx(t), k, true)
+		v, err := getKey(r, ctx(t), k, true)
 		if err != nil || string(v) != fmt.Sprint(i) {
 			t.Fatalf("linearizable get %s via member %d: %q %v", k, r.ID(), v, err)
 		}
 	}
-	if err := c.members[0].Delete(ctx(t), []byte("key-1")); err != nil {
+	if err := deleteKey(c.members[0], ctx(t), []byte("key-1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.members[1].Delete(ctx(t), []byte("key-1")); !errors.Is(err, ErrKeyNotFound) {
+	if err := deleteKey(c.members[1], ctx(t), []byte("key-1")); !errors.Is(err, ErrKeyNotFound) {
 		t.Fatalf("second delete: got %v, want ErrKeyNotFound", err)
 	}
-	if _, err := c.members[2].Get(ctx(t), []byte("key-1"), true); !errors.Is(err, ErrKeyNotFound) {
+	if _, err := getKey(c.members[2], ctx(t), []byte("key-1"), true); !errors.Is(err, ErrKeyNotFound) {
 		t.Fatalf("get deleted key: got %v", err)
 	}
 	// 60 writes with SnapshotCount 25: every member has snapshotted.
 	for _, s := range c.members {
-		if st := s.Status(); st.SnapshotIndex == 0 || st.Keys != 59 {
+		if st := s.MemberStatus(); st.SnapshotIndex == 0 || st.Keys != 59 {
 			t.Fatalf("member %d status %+v: want a snapshot and 59 keys", s.ID(), st)
 		}
 	}
@@ -183,7 +185,7 @@ func TestClusterReplicatesAndReadsLinearizably(t *testing.T) {
 func TestRestartReplaysSnapshotAndWAL(t *testing.T) {
 	c := newTestCluster(t, 3)
 	for i := 0; i < 80; i++ {
-		if err := c.members[i%3].Put(ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+		if err := putKey(c.members[i%3], ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -194,17 +196,17 @@ func TestRestartReplaysSnapshotAndWAL(t *testing.T) {
 	c.start(1)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := c.members[1].Get(ctx(t), []byte("k139"), false)
+		_, err := getKey(c.members[1], ctx(t), []byte("k139"), false)
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("restarted member did not catch up: %v (status %+v)", err, c.members[1].Status())
+			t.Fatalf("restarted member did not catch up: %v (status %+v)", err, c.members[1].MemberStatus())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	for i := 0; i < 140; i++ {
-		if _, err := c.members[1].Get(ctx(t), []byte(fmt.Sprintf("k%d", i)), false); err != nil {
+		if _, err := getKey(c.members[1], ctx(t), []byte(fmt.Sprintf("k%d", i)), false); err != nil {
 			t.Fatalf("k%d missing after restart: %v", i, err)
 		}
 	}
@@ -213,7 +215,7 @@ func TestRestartReplaysSnapshotAndWAL(t *testing.T) {
 func TestJoinBySnapshotAndRemove(t *testing.T) {
 	c := newTestCluster(t, 3)
 	for i := 0; i < 100; i++ {
-		if err := c.members[0].Put(ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+		if err := putKey(c.members[0], ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -233,11 +235,11 @@ func TestJoinBySnapshotAndRemove(t *testing.T) {
 	defer s4.Stop()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := s4.Get(ctx(t), []byte("k99"), false); err == nil && s4.Status().SnapshotIndex > 0 {
+		if _, err := getKey(s4, ctx(t), []byte("k99"), false); err == nil && s4.MemberStatus().SnapshotIndex > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("member 4 did not catch up by snapshot: %+v", s4.Status())
+			t.Fatalf("member 4 did not catch up by snapshot: %+v", s4.MemberStatus())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -259,7 +261,7 @@ func TestJoinBySnapshotAndRemove(t *testing.T) {
 	if err := c.members[0].AddMember(ctx(t), 4, newURL); !errors.Is(err, ErrIDRemoved) {
 		t.Fatalf("re-adding removed id: got %v, want ErrIDRemoved", err)
 	}
-	if err := c.members[2].Put(ctx(t), []byte("after"), []byte("x")); err != nil {
+	if err := putKey(c.members[2], ctx(t), []byte("after"), []byte("x")); err != nil {
 		t.Fatalf("write after removal: %v", err)
 	}
 	// The removed member's data dir is refused.
@@ -270,14 +272,14 @@ func TestJoinBySnapshotAndRemove(t *testing.T) {
 
 func TestMinorityAnswersNoLeader(t *testing.T) {
 	c := newTestCluster(t, 3)
-	if err := c.members[0].Put(ctx(t), []byte("a"), []byte("1")); err != nil {
+	if err := putKey(c.members[0], ctx(t), []byte("a"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
 	c.stop(1)
 	c.stop(2)
 	done := make(chan error, 2)
-	go func() { done <- c.members[0].Put(context.Background(), []byte("b"), []byte("2")) }()
-	go func() { _, err := c.members[0].Get(context.Background(), []byte("a"), true); done <- err }()
+	go func() { done <- putKey(c.members[0], context.Background(), []byte("b"), []byte("2")) }()
+	go func() { _, err := getKey(c.members[0], context.Background(), []byte("a"), true); done <- err }()
 	for i := 0; i < 2; i++ {
 		select {
 		case err := <-done:
@@ -288,7 +290,7 @@ func TestMinorityAnswersNoLeader(t *testing.T) {
 			t.Fatal("minority member hung")
 		}
 	}
-	if v, err := c.members[0].Get(ctx(t), []byte("a"), false); err != nil || string(v) != "1" {
+	if v, err := getKey(c.members[0], ctx(t), []byte("a"), false); err != nil || string(v) != "1" {
 		t.Fatalf("serializable read in minority: %q %v", v, err)
 	}
 }
@@ -330,9 +332,9 @@ func TestStartupRefusesContradictions(t *testing.T) {
 func TestInvalidEntryRefusedAtApply(t *testing.T) {
 	c := newTestCluster(t, 3)
 	// Bypass Put's own check to get the entry into the log.
-	_, err := c.members[0].proposeRequest(ctx(t), &kvstore.Request{Op: kvstore.OpPut, Key: nil, Value: []byte("x")})
-	if !errors.Is(err, kvstore.ErrEmptyKey) {
-		t.Fatalf("empty key at apply: got %v, want ErrEmptyKey", err)
+	_, err := c.members[0].proposeInternal(ctx(t), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: nil, Value: []byte("x")}})
+	if !errors.Is(err, rpctypes.ErrGRPCEmptyKey) {
+		t.Fatalf("empty key at apply: got %v, want ErrGRPCEmptyKey", err)
 	}
 	for _, s := range c.members {
 		select {
@@ -340,7 +342,7 @@ func TestInvalidEntryRefusedAtApply(t *testing.T) {
 			t.Fatalf("member %d stopped: %v", s.ID(), s.Err())
 		default:
 		}
-		if err := s.Put(ctx(t), []byte("after"), []byte("ok")); err != nil {
+		if err := putKey(s, ctx(t), []byte("after"), []byte("ok")); err != nil {
 			t.Fatalf("member %d after the bad entry: %v", s.ID(), err)
 		}
 	}
@@ -351,7 +353,7 @@ func TestInvalidEntryRefusedAtApply(t *testing.T) {
 func TestCorruptSnapshotStreamRefused(t *testing.T) {
 	c := newTestCluster(t, 3)
 	s := c.members[0]
-	if err := s.Put(ctx(t), []byte("mine"), []byte("kept")); err != nil {
+	if err := putKey(s, ctx(t), []byte("mine"), []byte("kept")); err != nil {
 		t.Fatal(err)
 	}
 	view, err := s.store.View()
@@ -386,10 +388,10 @@ func TestCorruptSnapshotStreamRefused(t *testing.T) {
 			t.Fatalf("%s stream: damaged state file left behind (%v)", name, err)
 		}
 	}
-	if v, err := s.Get(ctx(t), []byte("mine"), true); err != nil || string(v) != "kept" {
+	if v, err := getKey(s, ctx(t), []byte("mine"), true); err != nil || string(v) != "kept" {
 		t.Fatalf("state after refused snapshots: %q %v", v, err)
 	}
-	if err := s.Put(ctx(t), []byte("after"), []byte("ok")); err != nil {
+	if err := putKey(s, ctx(t), []byte("after"), []byte("ok")); err != nil {
 		t.Fatalf("member cannot write after refusing snapshots: %v", err)
 	}
 }
@@ -407,4 +409,19 @@ func TestMessagesBeforeRaftStartAreRefused(t *testing.T) {
 	if got := s.Members(); len(got) != 0 {
 		t.Fatalf("Members before start: %v", got)
 	}
+}
+
+func putKey(s *Server, ctx context.Context, k, v []byte) error {
+	_, err := s.PutKey(ctx, k, v)
+	return err
+}
+
+func getKey(s *Server, ctx context.Context, k []byte, lin bool) ([]byte, error) {
+	v, _, err := s.GetKey(ctx, k, lin)
+	return v, err
+}
+
+func deleteKey(s *Server, ctx context.Context, k []byte) error {
+	_, err := s.DeleteKey(ctx, k)
+	return err
 }

@@ -114,3 +114,9 @@ type Engine interface {
 	// them, and they return ErrClosed afterwards.
 	Close() error
 }
+
+// Compacter is implemented by engines that can rewrite their files to
+// reclaim the space of deleted data (etcd's defragment).
+type Compacter interface {
+	Compact() error
+}

@@ -45,6 +45,9 @@ type Config struct {
 	Snapshotter *snap.Snapshotter
 	// Info reports the cluster to joining members.
 	Info func() ClusterInfo
+	// Handlers are served on the peer port too, by path (requests that
+	// followers forward to the leader).
+	Handlers map[string]http.Handler
 }
 
 // Transport sends raft messages to peers and serves theirs.
@@ -94,6 +97,9 @@ func New(cfg Config) (*Transport, error) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(cfg.Info())
 	})
+	for path, h := range cfg.Handlers {
+		mux.Handle(path, h)
+	}
 	t := &Transport{lg: cfg.Logger, rt: rt, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	go func() {
 		if err := t.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -119,6 +125,11 @@ func (t *Transport) RemovePeer(id uint64) {
 	if t.rt.Get(types.ID(id)) != nil {
 		t.rt.RemovePeer(types.ID(id))
 	}
+}
+
+// UpdatePeer changes the peer URL of a known peer.
+func (t *Transport) UpdatePeer(id uint64, peerURL string) {
+	t.rt.UpdatePeer(types.ID(id), []string{peerURL})
 }
 
 // Errors reports critical transport errors, such as this member having

@@ -385,6 +385,34 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 	}
 }
 
+// Restore tells the hub that the store jumped to rev without Notify (the
+// member installed a snapshot): every synced watcher moves to catch-up
+// from the revision it expects next, so it reads the skipped revisions
+// from History, or is canceled as compacted if they are gone, as etcd's
+// watchable store does on restore.
+func (h *Hub) Restore(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || rev <= h.rev {
+		return
+	}
+	move := func(w *Watcher) {
+		h.removeSynced(w)
+		w.state = stateUnsynced
+		h.unsynced[w] = struct{}{}
+	}
+	for _, set := range h.keys {
+		for w := range set {
+			move(w)
+		}
+	}
+	for w := range h.ranges {
+		move(w)
+	}
+	h.rev = rev
+	h.wake()
+}
+
 // loop is the background goroutine: catch-up of unsynced watchers and
 // progress notifications.
 func (h *Hub) loop() {

@@ -14,17 +14,32 @@ import (
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/server"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Backend is what the API needs from a member.
 type Backend interface {
-	Put(ctx context.Context, key, value []byte) error
-	Delete(ctx context.Context, key []byte) error
-	Get(ctx context.Context, key []byte, linearizable bool) ([]byte, error)
+	// PutKey, DeleteKey and GetKey return the revision of the write or
+	// of the read's view, which responses carry in RevisionHeader.
+	PutKey(ctx context.Context, key, value []byte) (int64, error)
+	DeleteKey(ctx context.Context, key []byte) (int64, error)
+	GetKey(ctx context.Context, key []byte, linearizable bool) ([]byte, int64, error)
 	AddMember(ctx context.Context, id uint64, peerURL string) error
 	RemoveMember(ctx context.Context, id uint64) error
 	Members() []server.Member
-	Status() server.Status
+	MemberStatus() server.Status
+}
+
+// RevisionHeader carries the MVCC revision of a key response: the
+// revision a write created, or the one a read saw.
+const RevisionHeader = "X-Metcd-Revision"
+
+func setRevision(w http.ResponseWriter, rev int64) {
+	if rev > 0 {
+		w.Header().Set(RevisionHeader, strconv.FormatInt(rev, 10))
+	}
 }
 
 // MaxKeyBytes is the longest key the API accepts.
@@ -139,7 +154,8 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, key string) {
 		httpError(w, http.StatusBadRequest, fmt.Sprintf("unknown consistency %q: use linearizable (default) or serializable", c))
 		return
 	}
-	v, err := h.b.Get(r.Context(), []byte(key), linearizable)
+	v, rev, err := h.b.GetKey(r.Context(), []byte(key), linearizable)
+	setRevision(w, rev)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -180,10 +196,12 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, key string) {
 	if !ok {
 		return
 	}
-	if err := h.b.Put(r.Context(), []byte(key), body); err != nil {
+	rev, err := h.b.PutKey(r.Context(), []byte(key), body)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
+	setRevision(w, rev)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -191,7 +209,9 @@ func (h *Handler) del(w http.ResponseWriter, r *http.Request, key string) {
 	if !checkKey(w, key) {
 		return
 	}
-	if err := h.b.Delete(r.Context(), []byte(key)); err != nil {
+	rev, err := h.b.DeleteKey(r.Context(), []byte(key))
+	setRevision(w, rev)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -241,7 +261,7 @@ func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.b.Status())
+	writeJSON(w, http.StatusOK, h.b.MemberStatus())
 }
 
 func (h *Handler) members(w http.ResponseWriter, r *http.Request) {
@@ -249,7 +269,7 @@ func (h *Handler) members(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
-	st := h.b.Status()
+	st := h.b.MemberStatus()
 	if st.LeaderID == 0 {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": "no leader"})
 		return
@@ -281,6 +301,17 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusBadRequest
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, rpctypes.ErrGRPCNoSpace):
+		code = http.StatusInsufficientStorage
+	case errors.Is(err, rpctypes.ErrGRPCRequestTooLarge):
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, rpctypes.ErrGRPCNotSupportedForLearner):
+		code = http.StatusForbidden
+	}
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		// etcd's errors read as they do in etcdctl.
+		httpError(w, code, st.Message())
+		return
 	}
 	httpError(w, code, strings.TrimPrefix(err.Error(), "server: "))
 }

@@ -21,47 +21,50 @@ type fakeBackend struct {
 	err     error
 	lastLin bool
 	added   map[uint64]string
+	rev     int64
 }
 
 func newFake() *fakeBackend {
 	return &fakeBackend{kv: map[string]string{}, added: map[uint64]string{}}
 }
 
-func (f *fakeBackend) Put(_ context.Context, k, v []byte) error {
+func (f *fakeBackend) PutKey(_ context.Context, k, v []byte) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return f.err
+		return 0, f.err
 	}
 	f.kv[string(k)] = string(v)
-	return nil
+	f.rev++
+	return f.rev, nil
 }
 
-func (f *fakeBackend) Delete(_ context.Context, k []byte) error {
+func (f *fakeBackend) DeleteKey(_ context.Context, k []byte) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return f.err
+		return 0, f.err
 	}
 	if _, ok := f.kv[string(k)]; !ok {
-		return server.ErrKeyNotFound
+		return f.rev, server.ErrKeyNotFound
 	}
 	delete(f.kv, string(k))
-	return nil
+	f.rev++
+	return f.rev, nil
 }
 
-func (f *fakeBackend) Get(_ context.Context, k []byte, lin bool) ([]byte, error) {
+func (f *fakeBackend) GetKey(_ context.Context, k []byte, lin bool) ([]byte, int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastLin = lin
 	if f.err != nil {
-		return nil, f.err
+		return nil, 0, f.err
 	}
 	v, ok := f.kv[string(k)]
 	if !ok {
-		return nil, server.ErrKeyNotFound
+		return nil, f.rev, server.ErrKeyNotFound
 	}
-	return []byte(v), nil
+	return []byte(v), f.rev, nil
 }
 
 func (f *fakeBackend) AddMember(_ context.Context, id uint64, u string) error {
@@ -79,8 +82,8 @@ func (f *fakeBackend) RemoveMember(_ context.Context, id uint64) error {
 	return nil
 }
 
-func (f *fakeBackend) Members() []server.Member { return nil }
-func (f *fakeBackend) Status() server.Status    { return server.Status{MemberID: 1, LeaderID: 1} }
+func (f *fakeBackend) Members() []server.Member    { return nil }
+func (f *fakeBackend) MemberStatus() server.Status { return server.Status{MemberID: 1, LeaderID: 1} }
 
 func do(t *testing.T, h http.Handler, method, path, body string) (int, string, http.Header) {
 	t.Helper()

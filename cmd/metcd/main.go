@@ -60,6 +60,10 @@ type flags struct {
 	electionMs      uint
 	requestTimeout  time.Duration
 	enablePprof     bool
+	name            string
+	maxTxnOps       int
+	quotaBytes      int64
+	restoreFrom     string
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -83,6 +87,10 @@ func parseFlags(args []string) (*flags, error) {
 	fs.UintVar(&f.electionMs, "election-timeout", 1000, "raft election timeout, in milliseconds")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "how long a write may wait to be committed before its outcome is reported unknown")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go profiles at /debug/pprof/ on the client port")
+	fs.StringVar(&f.name, "name", "", "member name shown by member list (default metcd-<id>)")
+	fs.IntVar(&f.maxTxnOps, "max-txn-ops", 128, "most operations in one etcd v3 transaction")
+	fs.Int64Var(&f.quotaBytes, "quota-backend-bytes", 0, "engine size that raises the NOSPACE alarm and refuses writes until disarmed (0: 2 GiB, as etcd; negative: no quota)")
+	fs.StringVar(&f.restoreFrom, "restore-from", "", "start a new member from a backup file (etcdctl snapshot save); every member of the new cluster uses the same file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -97,6 +105,9 @@ func parseFlags(args []string) (*flags, error) {
 	}
 	if f.maxRequestBytes <= 0 {
 		return nil, errors.New("--max-request-bytes must be positive")
+	}
+	if f.maxTxnOps <= 0 {
+		return nil, errors.New("--max-txn-ops must be positive")
 	}
 	return f, nil
 }
@@ -150,6 +161,11 @@ func run(args []string) error {
 	cfg.ElectionTimeout = time.Duration(f.electionMs) * time.Millisecond
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.Logger = lg
+	cfg.Name = f.name
+	cfg.MaxRequestBytes = int(f.maxRequestBytes)
+	cfg.MaxTxnOps = f.maxTxnOps
+	cfg.QuotaBackendBytes = f.quotaBytes
+	cfg.RestoreFrom = f.restoreFrom
 
 	// Bind the client port before touching the data dir, so a port clash
 	// fails fast and changes nothing.
@@ -159,6 +175,7 @@ func run(args []string) error {
 		return fmt.Errorf("listen for clients on %s: %w", addr, err)
 	}
 	defer ln.Close()
+	cfg.ClientURLs = []string{"http://" + advertised(ln.Addr())}
 
 	srv, err := server.Open(cfg)
 	if err != nil {
@@ -211,4 +228,17 @@ func splitURLs(s string) []string {
 		}
 	}
 	return out
+}
+
+// advertised is the client address other members and clients are told:
+// the bound address, with a wildcard host replaced by loopback.
+func advertised(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

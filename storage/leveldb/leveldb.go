@@ -3,6 +3,7 @@ package leveldb
 import (
 	"errors"
 	"fmt"
+	"github.com/syndtr/goleveldb/leveldb/util"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -458,4 +459,15 @@ func (b *batch) Close() error {
 	b.done = true
 	b.b.Reset()
 	return nil
+}
+
+// Compact compacts the whole key range, dropping deleted data from the
+// files (Maintenance.Defragment).
+func (e *Engine) Compact() error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed.Load() {
+		return storage.ErrClosed
+	}
+	return e.db.CompactRange(util.Range{})
 }

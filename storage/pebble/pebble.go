@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -500,4 +501,15 @@ func (b *batch) Close() error {
 		b.b = nil
 	}
 	return nil
+}
+
+// Compact compacts the whole key range, dropping deleted data from the
+// files (Maintenance.Defragment).
+func (e *Engine) Compact() error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return storage.ErrClosed
+	}
+	return e.db.Compact(context.Background(), []byte{}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, true)
 }

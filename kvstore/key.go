@@ -1,0 +1,31 @@
+package kvstore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// MaxKeyBytes is the longest key the store accepts. It keeps every engine
+// key within bbolt's 32 KiB limit, with room for metcd's own prefixes.
+const MaxKeyBytes = 16 << 10
+
+var (
+	// ErrEmptyKey rejects a request without a key.
+	ErrEmptyKey = errors.New("kvstore: empty key")
+	// ErrKeyTooLong rejects a key over MaxKeyBytes.
+	ErrKeyTooLong = errors.New("kvstore: key too long")
+)
+
+// ValidateKey checks a user key. Requests are checked before they are
+// proposed, and again when applied, so an entry that slipped through is
+// refused the same way on every member rather than failing an engine.
+func ValidateKey(k []byte) error {
+	switch {
+	case len(k) == 0:
+		return ErrEmptyKey
+	case len(k) > MaxKeyBytes:
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrKeyTooLong, len(k), MaxKeyBytes)
+	}
+	return nil
+}
+

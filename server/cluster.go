@@ -1,0 +1,212 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metcd/metcd/kvstore"
+)
+
+// maxLearners is etcd's limit on learners in a cluster.
+const maxLearners = 1
+
+// learnerReadyFraction: a learner is promoted only once its log matches at
+// least this fraction of the leader's, as in etcd.
+const learnerReadyFraction = 0.9
+
+func (s *Server) pbMembers() []*pb.Member {
+	ms := s.Members()
+	out := make([]*pb.Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, toPBMember(m))
+	}
+	return out
+}
+
+func toPBMember(m Member) *pb.Member {
+	return &pb.Member{ID: m.ID, Name: m.Name, PeerURLs: []string{m.PeerURL}, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
+}
+
+// MemberList lists the members. Linearizable unless the request asks
+// otherwise.
+func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	if r.Linearizable {
+		if err := s.LinearizableRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return &pb.MemberListResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+}
+
+// nextMemberID is the id MemberAdd gives a new member: ids are positions
+// in the --cluster list and never reused.
+func (s *Server) nextMemberID() uint64 {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	var id uint64
+	for m := range s.members {
+		id = max(id, m)
+	}
+	for m := range s.removed {
+		id = max(id, m)
+	}
+	return id + 1
+}
+
+func onePeerURL(urls []string) (string, error) {
+	if len(urls) != 1 {
+		return "", fmt.Errorf("%w: metcd members have exactly one peer URL, got %d", ErrBadMember, len(urls))
+	}
+	return urls[0], nil
+}
+
+// MemberAdd adds a member (or a learner) under the next free id.
+func (s *Server) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	u, err := onePeerURL(r.PeerURLs)
+	if err != nil {
+		return nil, err
+	}
+	id := s.nextMemberID()
+	if err := s.addMember(ctx, id, u, r.IsLearner); err != nil {
+		return nil, err
+	}
+	return &pb.MemberAddResponse{
+		Header:  s.Header(),
+		Member:  &pb.Member{ID: id, PeerURLs: []string{u}, IsLearner: r.IsLearner},
+		Members: s.pbMembers(),
+	}, nil
+}
+
+// MemberRemove removes a member.
+func (s *Server) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := s.RemoveMember(ctx, r.ID); err != nil {
+		return nil, err
+	}
+	return &pb.MemberRemoveResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+}
+
+// MemberUpdate changes a member's peer URL.
+func (s *Server) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	u, err := onePeerURL(r.PeerURLs)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidatePeerURL(u); err != nil {
+		return nil, err
+	}
+	s.memMu.RLock()
+	_, exists := s.members[r.ID]
+	taken := false
+	for id, m := range s.members {
+		taken = taken || (id != r.ID && m.PeerURL == u)
+	}
+	s.memMu.RUnlock()
+	switch {
+	case !exists:
+		return nil, fmt.Errorf("%w: id %d", ErrMemberNotFound, r.ID)
+	case taken:
+		return nil, rpctypes.ErrGRPCPeerURLExist
+	}
+	mctx, err := json.Marshal(kvstore.Member{ID: r.ID, PeerURL: u})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.proposeConfChange(ctx, &raftpb.ConfChange{
+		Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(r.ID), Context: mctx,
+	}); err != nil {
+		return nil, err
+	}
+	return &pb.MemberUpdateResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+}
+
+// MemberPromote makes a learner a voting member. Only the leader knows how
+// far the learner's log is: a follower forwards the request to it.
+func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := s.waitLeader(time.Now().Add(s.cfg.RequestTimeout)); err != nil {
+		return nil, err
+	}
+	if s.node.Role() != raft.StateLeader {
+		if err := s.forward(ctx, s.node.Leader(), pathPromote, r, &pb.MemberPromoteResponse{}); err != nil {
+			return nil, err
+		}
+		return &pb.MemberPromoteResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+	}
+	s.memMu.RLock()
+	m, exists := s.members[r.ID]
+	s.memMu.RUnlock()
+	switch {
+	case !exists:
+		return nil, fmt.Errorf("%w: id %d", ErrMemberNotFound, r.ID)
+	case !m.IsLearner:
+		return nil, rpctypes.ErrGRPCMemberNotLearner
+	}
+	st := s.node.Status()
+	lp, ok := st.Progress[r.ID]
+	if !ok || float64(lp.Match) < float64(st.Progress[s.id].Match)*learnerReadyFraction {
+		return nil, rpctypes.ErrGRPCLearnerNotReady
+	}
+	mctx, err := json.Marshal(kvstore.Member{ID: r.ID, PeerURL: m.PeerURL})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.proposeConfChange(ctx, &raftpb.ConfChange{
+		Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(r.ID), Context: mctx,
+	}); err != nil {
+		return nil, err
+	}
+	return &pb.MemberPromoteResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+}
+
+// publish records this member's name and client URLs in the cluster once
+// a leader is known, retrying until it is applied (etcd's publish).
+func (s *Server) publish() {
+	name := s.cfg.Name
+	if name == "" {
+		name = fmt.Sprintf("metcd-%d", s.id)
+	}
+	for {
+		s.memMu.RLock()
+		m, ok := s.members[s.id]
+		s.memMu.RUnlock()
+		if ok && m.Name == name && equalStrings(m.ClientURLs, s.cfg.ClientURLs) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+		_, err := s.proposeInternalAny(ctx, &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
+			Member_ID:        s.id,
+			MemberAttributes: &membershippb.Attributes{Name: name, ClientUrls: s.cfg.ClientURLs},
+		}})
+		cancel()
+		if err == nil {
+			s.lg.Info("published member attributes", zap.String("name", name), zap.Strings("client-urls", s.cfg.ClientURLs))
+			return
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-s.stopc:
+			return
+		}
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,194 @@
+package server
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metcd/metcd/kvstore"
+	"github.com/metcd/metcd/lease"
+	"github.com/metcd/metcd/mvcc"
+	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/watch"
+)
+
+// openState opens the state machines that share the engine: the MVCC key
+// space, the lessor and the watch hub over them.
+func (s *Server) openState() error {
+	eng := s.store.Engine()
+	var err error
+	s.lessor, err = lease.New(eng, lease.Options{
+		MinTTL:             lease.MinTTLFor(int(s.cfg.ElectionTimeout/s.cfg.HeartbeatInterval), s.cfg.HeartbeatInterval),
+		CheckpointInterval: leaseCheckpointInterval,
+	})
+	if err != nil {
+		return fmt.Errorf("open leases: %w", err)
+	}
+	s.mv, err = mvcc.Open(eng, mvcc.Options{LeaseExists: s.lessor.Exists, Leases: s.lessor})
+	if err != nil {
+		return fmt.Errorf("open key space: %w", err)
+	}
+	s.rev.Store(s.mv.Rev())
+	if err := s.loadAlarms(); err != nil {
+		return err
+	}
+	s.hub = watch.NewHub(mvcc.WatchHistory{Store: s.mv, Read: s.readEngine}, s.mv.Rev(), watch.Options{})
+	if s.mv.PhysicalRev() < s.mv.CompactRev() {
+		// A physical compaction was interrupted: finish it.
+		s.schedulePhysicalCompaction(s.mv.CompactRev())
+	}
+	return nil
+}
+
+// readEngine calls fn with the current engine, held open.
+func (s *Server) readEngine(fn func(r storage.Reader) error) error {
+	return s.store.Read(func(eng storage.Engine) error { return fn(eng) })
+}
+
+// reloadState re-reads everything from the engine after a snapshot was
+// installed into a new one.
+func (s *Server) reloadState() error {
+	if err := s.loadMembers(); err != nil {
+		return err
+	}
+	eng := s.store.Engine()
+	if err := s.lessor.Reload(eng); err != nil {
+		return fmt.Errorf("reload leases: %w", err)
+	}
+	if err := s.mv.Reload(eng); err != nil {
+		return fmt.Errorf("reload key space: %w", err)
+	}
+	if err := s.loadAlarms(); err != nil {
+		return err
+	}
+	s.rev.Store(s.mv.Rev())
+	s.hub.Restore(s.mv.Rev())
+	if s.mv.PhysicalRev() < s.mv.CompactRev() {
+		s.schedulePhysicalCompaction(s.mv.CompactRev())
+	}
+	return nil
+}
+
+// alarmSet is the cache of raised alarms; the apply goroutine writes it.
+type alarmSet struct {
+	mu     sync.RWMutex
+	alarms []kvstore.Alarm
+}
+
+func (s *Server) loadAlarms() error {
+	as, err := s.store.Alarms()
+	if err != nil {
+		return fmt.Errorf("load alarms: %w", err)
+	}
+	s.alarms.mu.Lock()
+	s.alarms.alarms = as
+	s.alarms.mu.Unlock()
+	return nil
+}
+
+// noSpace reports whether a NOSPACE alarm is raised anywhere in the
+// cluster: writes that add data are refused, as etcd does.
+func (s *Server) noSpace() bool {
+	s.alarms.mu.RLock()
+	defer s.alarms.mu.RUnlock()
+	for _, a := range s.alarms.alarms {
+		if a.Type == int32(pb.AlarmType_NOSPACE) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) alarmList() []*pb.AlarmMember {
+	s.alarms.mu.RLock()
+	defer s.alarms.mu.RUnlock()
+	out := make([]*pb.AlarmMember, 0, len(s.alarms.alarms))
+	for _, a := range s.alarms.alarms {
+		out = append(out, &pb.AlarmMember{MemberID: a.MemberID, Alarm: pb.AlarmType(a.Type)})
+	}
+	return out
+}
+
+// applyAlarm raises or clears an alarm. Like etcd, a response lists the
+// alarm that changed, and nothing when it did not.
+func (s *Server) applyAlarm(txn *kvstore.Txn, r *pb.AlarmRequest) proto.Message {
+	resp := &pb.AlarmResponse{Header: &pb.ResponseHeader{Revision: s.mv.Rev()}}
+	a := kvstore.Alarm{MemberID: r.MemberID, Type: int32(r.Alarm)}
+	s.alarms.mu.Lock()
+	defer s.alarms.mu.Unlock()
+	i := slices.Index(s.alarms.alarms, a)
+	switch r.Action {
+	case pb.AlarmRequest_ACTIVATE:
+		if r.Alarm == pb.AlarmType_NONE || i >= 0 {
+			return resp
+		}
+		txn.SetAlarm(a, true)
+		s.alarms.alarms = append(s.alarms.alarms, a)
+		s.lg.Warn("alarm raised", zap.Uint64("member", a.MemberID), zap.Stringer("alarm", r.Alarm))
+	case pb.AlarmRequest_DEACTIVATE:
+		if i < 0 {
+			return resp
+		}
+		txn.SetAlarm(a, false)
+		s.alarms.alarms = slices.Delete(s.alarms.alarms, i, i+1)
+		s.lg.Info("alarm cleared", zap.Uint64("member", a.MemberID), zap.Stringer("alarm", r.Alarm))
+	default:
+		return resp
+	}
+	resp.Alarms = []*pb.AlarmMember{{MemberID: a.MemberID, Alarm: r.Alarm}}
+	return resp
+}
+
+// applyMemberAttrs records the name and client URLs a member published.
+func (s *Server) applyMemberAttrs(txn *kvstore.Txn, r *membershippb.ClusterMemberAttrSetRequest) error {
+	s.memMu.Lock()
+	m, ok := s.members[r.Member_ID]
+	if !ok {
+		s.memMu.Unlock()
+		return ErrMemberNotFound
+	}
+	m.Name = r.GetMemberAttributes().GetName()
+	m.ClientURLs = slices.Clone(r.GetMemberAttributes().GetClientUrls())
+	s.members[r.Member_ID] = m
+	s.memMu.Unlock()
+	return txn.PutMember(m)
+}
+
+// schedulePhysicalCompaction hands a committed compaction to the
+// compactor goroutine, which removes the history below it in batches.
+func (s *Server) schedulePhysicalCompaction(rev int64) {
+	select {
+	case s.compactc <- rev:
+	default:
+		// One is queued; the compactor always takes the newest revision.
+		select {
+		case <-s.compactc:
+		default:
+		}
+		s.compactc <- rev
+	}
+}
+
+func (s *Server) compactLoop() {
+	for {
+		var rev int64
+		select {
+		case rev = <-s.compactc:
+		case <-s.stopc:
+			return
+		}
+		err := s.store.Read(func(eng storage.Engine) error {
+			return s.mv.PhysicalCompact(eng, rev, s.cfg.CompactionBatchLimit)
+		})
+		if err != nil {
+			s.lg.Error("physical compaction failed", zap.Int64("revision", rev), zap.Error(err))
+			continue
+		}
+		s.compactedWait.Trigger(uint64(rev))
+	}
+}

@@ -1,0 +1,254 @@
+package server
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/storage/overlay"
+	"github.com/metcd/metcd/watch"
+)
+
+// Version is the etcd API version metcd implements, reported by Status
+// and the Snapshot stream.
+const Version = "3.7.3"
+
+// defaultQuotaBytes is etcd's default --quota-backend-bytes.
+const defaultQuotaBytes = 2 << 30
+
+// Header is a response header at the committed revision.
+func (s *Server) Header() *pb.ResponseHeader {
+	return s.fill(nil)
+}
+
+// fill completes a header the state machine started (it sets only the
+// revision); a nil header gets the committed revision.
+func (s *Server) fill(h *pb.ResponseHeader) *pb.ResponseHeader {
+	if h == nil {
+		h = &pb.ResponseHeader{Revision: s.rev.Load()}
+	}
+	h.ClusterId = s.clusterID
+	h.MemberId = s.id
+	h.RaftTerm = s.node.Term()
+	return h
+}
+
+// HasLeader reports whether a leader is known.
+func (s *Server) HasLeader() bool { return s.node.Leader() != 0 }
+
+// isLearner reports whether this member is a learner; learners serve only
+// serializable reads and status, as in etcd.
+func (s *Server) isLearner() bool {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	return s.members[s.id].IsLearner
+}
+
+// Range reads keys. A linearizable range first waits for a ReadIndex round
+// (shared with every read that arrived before it).
+func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if !r.Serializable {
+		if s.isLearner() {
+			return nil, rpctypes.ErrGRPCNotSupportedForLearner
+		}
+		if err := s.LinearizableRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var resp *pb.RangeResponse
+	err := s.readEngine(func(rd storage.Reader) (err error) {
+		resp, err = s.mv.Range(rd, r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.fill(resp.Header)
+	return resp, nil
+}
+
+// Put writes a key through raft.
+func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := s.checkQuota(proto.Size(r)); err != nil {
+		return nil, err
+	}
+	resp, err := s.proposeInternal(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.PutResponse)
+	s.fill(out.Header)
+	return out, nil
+}
+
+// DeleteRange deletes keys through raft.
+func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	resp, err := s.proposeInternal(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.DeleteRangeResponse)
+	s.fill(out.Header)
+	return out, nil
+}
+
+// Txn runs a transaction. One that cannot write is served locally after a
+// ReadIndex round (or at once when all its reads are serializable), as
+// etcd does; the others go through raft.
+func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if !txnWrites(r, false) {
+		return s.readOnlyTxn(ctx, r)
+	}
+	if txnWrites(r, true) {
+		if err := s.checkQuota(proto.Size(r)); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := s.proposeInternal(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.TxnResponse)
+	s.fill(out.Header)
+	return out, nil
+}
+
+func (s *Server) readOnlyTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if !txnSerializable(r) {
+		if s.isLearner() {
+			return nil, rpctypes.ErrGRPCNotSupportedForLearner
+		}
+		if err := s.LinearizableRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var resp *pb.TxnResponse
+	err := s.store.Read(func(eng storage.Engine) error {
+		// A snapshot: every compare and range of the txn sees one state.
+		snap, err := eng.NewSnapshot()
+		if err != nil {
+			return err
+		}
+		defer snap.Close()
+		resp, err = s.mv.Txn(overlay.New(snap), r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.fill(resp.Header)
+	return resp, nil
+}
+
+// txnSerializable reports whether every range of a read-only txn is
+// serializable.
+func txnSerializable(t *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
+		for _, op := range ops {
+			if rr := op.GetRequestRange(); rr != nil && !rr.Serializable {
+				return false
+			}
+			if nt := op.GetRequestTxn(); nt != nil && !txnSerializable(nt) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Compact compacts the key space's history. With physical set it returns
+// once the history below the revision is removed from the engine.
+func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	resp, err := s.proposeInternal(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.CompactionResponse)
+	if r.Physical {
+		select {
+		case <-s.compactedWait.Wait(uint64(r.Revision)):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.stopc:
+			return nil, ErrStopped
+		}
+	}
+	s.fill(out.Header)
+	return out, nil
+}
+
+// Watch creates a watcher on this member's hub.
+func (s *Server) Watch(r *pb.WatchCreateRequest) (*watch.Watcher, error) { return s.hub.Watch(r) }
+
+// RequestProgressAll asks for one progress notification across ws.
+func (s *Server) RequestProgressAll(ws []*watch.Watcher) (int64, bool) {
+	return s.hub.RequestProgressAll(ws)
+}
+
+// proposeInternal replicates a request and returns the state machine's
+// response once it is applied here.
+func (s *Server) proposeInternal(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+	if s.isLearner() {
+		return nil, rpctypes.ErrGRPCNotSupportedForLearner
+	}
+	return s.proposeInternalAny(ctx, r)
+}
+
+// proposeInternalAny is proposeInternal without the learner check, for a
+// member's requests about itself.
+func (s *Server) proposeInternalAny(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+	r.ID = s.reqIDs.Next()
+	data, err := encodeRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.MaxRequestBytes > 0 && len(data) > s.cfg.MaxRequestBytes {
+		return nil, rpctypes.ErrGRPCRequestTooLarge
+	}
+	res, err := s.propose(ctx, r.ID, func(pctx context.Context) error {
+		return s.node.Propose(pctx, data)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.resp, nil
+}
+
+// checkQuota refuses a write that adds data while the NOSPACE alarm is
+// raised, and raises it when the engine would grow past the quota.
+func (s *Server) checkQuota(cost int) error {
+	if s.cfg.QuotaBackendBytes < 0 {
+		return nil
+	}
+	if s.noSpace() {
+		return rpctypes.ErrGRPCNoSpace
+	}
+	quota := s.quota()
+	st, err := s.store.Stats()
+	if err != nil || st.DiskBytes+int64(cost) <= quota {
+		return nil
+	}
+	s.lg.Warn("storage quota exceeded; raising the NOSPACE alarm", zap.Int64("size", st.DiskBytes), zap.Int64("quota", quota))
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+		defer cancel()
+		_, err := s.proposeInternal(ctx, &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{
+			Action: pb.AlarmRequest_ACTIVATE, MemberID: s.id, Alarm: pb.AlarmType_NOSPACE,
+		}})
+		if err != nil {
+			s.lg.Warn("cannot raise the NOSPACE alarm", zap.Error(err))
+		}
+	}()
+	return rpctypes.ErrGRPCNoSpace
+}
+
+func (s *Server) quota() int64 {
+	if s.cfg.QuotaBackendBytes == 0 {
+		return defaultQuotaBytes
+	}
+	return s.cfg.QuotaBackendBytes
+}
