@@ -21,7 +21,9 @@ func (s *Server) PutKey(ctx context.Context, key, value []byte) (int64, error) {
 	if err := kvstore.ValidateKey(key); err != nil {
 		return 0, err
 	}
-	resp, err := s.Put(ctx, &pb.PutRequest{Key: key, Value: value})
+	// The curl API's limit is on the value (the body): the key and the
+	// entry's framing come on top.
+	resp, err := s.put(ctx, &pb.PutRequest{Key: key, Value: value}, s.cfg.MaxRequestBytes+kvstore.MaxKeyBytes+64)
 	if err != nil {
 		return 0, err
 	}

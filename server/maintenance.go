@@ -52,12 +52,12 @@ func (s *Server) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmRespon
 
 // Status is Maintenance.Status: this member's raft and storage state.
 func (s *Server) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
-	st, _ := s.store.Stats()
+	size := max(s.engineSize(), 1) // etcdctl divides by it
 	resp := &pb.StatusResponse{
 		Header:           s.Header(),
 		Version:          Version,
-		DbSize:           st.DiskBytes,
-		DbSizeInUse:      st.DiskBytes,
+		DbSize:           size,
+		DbSizeInUse:      size,
 		Leader:           s.node.Leader(),
 		RaftIndex:        s.node.Status().GetCommit(),
 		RaftTerm:         s.node.Term(),

@@ -73,10 +73,15 @@ func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 
 // Put writes a key through raft.
 func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	return s.put(ctx, r, s.cfg.MaxRequestBytes)
+}
+
+// put proposes r as an entry of at most limit bytes.
+func (s *Server) put(ctx context.Context, r *pb.PutRequest, limit int) (*pb.PutResponse, error) {
 	if err := s.checkQuota(proto.Size(r)); err != nil {
 		return nil, err
 	}
-	resp, err := s.proposeInternal(ctx, &pb.InternalRaftRequest{Put: r})
+	resp, err := s.proposeLimited(ctx, &pb.InternalRaftRequest{Put: r}, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -192,21 +197,30 @@ func (s *Server) RequestProgressAll(ws []*watch.Watcher) (int64, bool) {
 // proposeInternal replicates a request and returns the state machine's
 // response once it is applied here.
 func (s *Server) proposeInternal(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+	return s.proposeLimited(ctx, r, s.cfg.MaxRequestBytes)
+}
+
+// proposeLimited is proposeInternal with an entry size limit of its own.
+func (s *Server) proposeLimited(ctx context.Context, r *pb.InternalRaftRequest, limit int) (proto.Message, error) {
 	if s.isLearner() {
 		return nil, rpctypes.ErrGRPCNotSupportedForLearner
 	}
-	return s.proposeInternalAny(ctx, r)
+	return s.proposeAny(ctx, r, limit)
 }
 
 // proposeInternalAny is proposeInternal without the learner check, for a
 // member's requests about itself.
 func (s *Server) proposeInternalAny(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+	return s.proposeAny(ctx, r, s.cfg.MaxRequestBytes)
+}
+
+func (s *Server) proposeAny(ctx context.Context, r *pb.InternalRaftRequest, limit int) (proto.Message, error) {
 	r.ID = s.reqIDs.Next()
 	data, err := encodeRequest(r)
 	if err != nil {
 		return nil, err
 	}
-	if s.cfg.MaxRequestBytes > 0 && len(data) > s.cfg.MaxRequestBytes {
+	if limit > 0 && len(data) > limit {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
 	res, err := s.propose(ctx, r.ID, func(pctx context.Context) error {
@@ -228,11 +242,11 @@ func (s *Server) checkQuota(cost int) error {
 		return rpctypes.ErrGRPCNoSpace
 	}
 	quota := s.quota()
-	st, err := s.store.Stats()
-	if err != nil || st.DiskBytes+int64(cost) <= quota {
+	size := s.engineSize()
+	if size+int64(cost) <= quota {
 		return nil
 	}
-	s.lg.Warn("storage quota exceeded; raising the NOSPACE alarm", zap.Int64("size", st.DiskBytes), zap.Int64("quota", quota))
+	s.lg.Warn("storage quota exceeded; raising the NOSPACE alarm", zap.Int64("size", size), zap.Int64("quota", quota))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 		defer cancel()
@@ -244,6 +258,19 @@ func (s *Server) checkQuota(cost int) error {
 		}
 	}()
 	return rpctypes.ErrGRPCNoSpace
+}
+
+// engineSize is the engine's file size, or for the memory engine the size
+// of its live data.
+func (s *Server) engineSize() int64 {
+	st, err := s.store.Stats()
+	if err != nil {
+		return 0
+	}
+	if st.DiskBytes > 0 {
+		return st.DiskBytes
+	}
+	return st.LiveBytes
 }
 
 func (s *Server) quota() int64 {

@@ -32,7 +32,12 @@ type Backend interface {
 	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
 	LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error)
 
-	// Watch: the member's watch hub.
+	// Watch: the member's watch hub (watch.Hub's Watch and
+	// RequestProgressAll). The Watch service passes requests with
+	// WatchId 0 (the hub picks its id; the stream relabels responses with
+	// its own ids), a non-empty key and a valid range and start revision.
+	// RequestProgressAll is called with the stream's lock held, so it must
+	// not block (the hub's only takes the hub's lock).
 	Watch(r *pb.WatchCreateRequest) (*watch.Watcher, error)
 	RequestProgressAll(ws []*watch.Watcher) (rev int64, ok bool)
 
@@ -56,7 +61,10 @@ type Backend interface {
 	Backup(ctx context.Context) (rc io.ReadCloser, size int64, err error)
 
 	// Header is a response header at the member's current revision, for
-	// responses the backend does not build (watch, keepalive).
+	// responses the backend does not build (watch, keepalive). The watch
+	// stream copies it (the backend may share it) and uses its revision
+	// for created and canceled responses; the revision should therefore
+	// not be below the hub's.
 	Header() *pb.ResponseHeader
 	// HasLeader reports whether the member knows a leader (for clients
 	// that set the "hasleader" metadata, clientv3.WithRequireLeader).

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/metcd/metcd/api/grpcapi"
 	"github.com/metcd/metcd/api/httpapi"
 	"github.com/metcd/metcd/server"
 	"github.com/metcd/metcd/storage/engines"
@@ -188,14 +188,15 @@ func run(args []string) error {
 		EnablePprof:     f.enablePprof,
 		Version:         version,
 	})
-	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	// HTTP/1.1 and cleartext HTTP/2 share the port, so the gRPC API can
-	// join the curl API on it.
-	hs.Protocols = new(http.Protocols)
-	hs.Protocols.SetHTTP1(true)
-	hs.Protocols.SetUnencryptedHTTP2(true)
+	gs := grpcapi.NewServer(srv, grpcapi.Options{
+		MaxRequestBytes:     int(f.maxRequestBytes),
+		MaxTxnOps:           f.maxTxnOps,
+		LeaderCheckInterval: cfg.ElectionTimeout,
+		StorageVersion:      "3.6.0",
+	})
+	mux := grpcapi.NewMux(ln, api, gs)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
+	go func() { serveErr <- mux.Serve() }()
 	lg.Info("serving clients", zap.String("address", "http://"+ln.Addr().String()))
 
 	sigc := make(chan os.Signal, 1)
@@ -213,9 +214,9 @@ func run(args []string) error {
 	case err := <-serveErr:
 		exitErr = fmt.Errorf("client listener: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	hs.Shutdown(ctx)
+	mux.Shutdown(ctx)
 	srv.Stop()
 	return exitErr
 }

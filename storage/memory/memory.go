@@ -48,6 +48,8 @@ type Engine struct {
 	// clone makes the following commit copy its path again.
 	view   atomic.Pointer[tree]
 	closed atomic.Bool
+	// bytes is the size of the live keys and values, under mu.
+	bytes int64
 }
 
 var _ storage.Engine = (*Engine)(nil)
@@ -145,7 +147,7 @@ func (e *Engine) Stats() (storage.Stats, error) {
 	if e.t == nil {
 		return storage.Stats{}, fmt.Errorf("memory: stats: %w", storage.ErrClosed)
 	}
-	return storage.Stats{Keys: int64(e.t.Len())}, nil
+	return storage.Stats{Keys: int64(e.t.Len()), LiveBytes: e.bytes}, nil
 }
 
 // Close implements storage.Engine. It drops the tree; snapshots and
@@ -247,10 +249,16 @@ func (b *batch) Commit(sync bool) error {
 		return nil
 	}
 	for i := range ops {
+		var old item
+		var had bool
 		if ops[i].del {
-			e.t.Delete(ops[i].x)
+			old, had = e.t.Delete(ops[i].x)
 		} else {
-			e.t.ReplaceOrInsert(ops[i].x)
+			old, had = e.t.ReplaceOrInsert(ops[i].x)
+			e.bytes += int64(len(ops[i].x.kv))
+		}
+		if had {
+			e.bytes -= int64(len(old.kv))
 		}
 	}
 	e.view.Store(nil)

@@ -1,0 +1,53 @@
+// Package grpcapi is metcd's etcd v3 gRPC API: the KV, Watch, Lease,
+// Cluster and Maintenance services of go.etcd.io/etcd/api/v3/etcdserverpb,
+// plus the standard gRPC health service, over a small Backend interface
+// (server.Server implements it). clientv3 and etcdctl talk to it as to an
+// etcd v3.7 member. Serve (or Mux) puts it on the client port next to the
+// HTTP API.
+//
+// # Mapping of etcd's v3rpc
+//
+//   - kv.go (v3rpc/key.go): requests are validated with mvcc.Validate*,
+//     which are etcd's checkRangeRequest, checkPutRequest,
+//     checkDeleteRequest and checkTxnRequest/checkIntervals with the same
+//     rpctypes errors, then passed to the backend. RangeStream is served
+//     from one Range, sent in chunks.
+//   - watch.go (v3rpc/watch.go): one Watch call is a stream of watchers
+//     of the backend's watch hub (package watch). The handler's goroutine
+//     is the only sender; a request loop creates and cancels watchers;
+//     one forwarder per watcher relabels the hub's responses with the
+//     stream's watch ids (etcd's: automatic ids count from 0 per stream,
+//     a client's id is kept, a duplicate is refused) and fills the header.
+//     Stream-wide progress requests use the hub's markers (see
+//     progressRound). Responses of watchers that asked for fragment are
+//     split with watch.Fragments at MaxRequestBytes plus gRPC's 512 KiB
+//     allowance, the size etcd 3.7 uses.
+//   - lease.go (v3rpc/lease.go): an unknown lease answers TTL -1 to
+//     TimeToLive and TTL 0 to a keepalive, not an error, as in etcd.
+//   - cluster.go, maintenance.go: pass-through. Snapshot streams
+//     Backend.Backup in etcd's framing.
+//   - errors.go (v3rpc/util.go togRPCError): one table from metcd's and
+//     etcd's sentinels to rpctypes.ErrGRPC* errors, whose messages
+//     clientv3 matches exactly.
+//   - server.go (v3rpc/grpc.go, interceptor.go, embed): etcd's message
+//     size limits, keepalive defaults, and the "hasleader" metadata of
+//     clientv3.WithRequireLeader.
+//   - serve.go (embed/serve.go): gRPC and HTTP on one listener with cmux.
+//
+// # Differences from etcd
+//
+//   - No Auth service and no auth checks; no Election or Lock services;
+//     Downgrade answers Unimplemented; no request metrics or logging.
+//   - The "hasleader" streams are watched per stream, not by one loop.
+//   - A created response's header revision is Backend.Header's, read just
+//     after the watcher is made (etcd also reads it after, from its store).
+//   - A progress request that arrives while another is being answered is
+//     answered once that one is sent, by one more response; etcd answers
+//     each at once. As in etcd, there is no answer when a watcher is
+//     catching up or the stream has no watcher.
+//   - On the shared port, HTTP/2 connections go to gRPC only when their
+//     first request is gRPC (etcd sends all HTTP/2 to gRPC), so that h2c
+//     reaches the HTTP API.
+//   - RangeStream reads the whole range at once (etcd reads chunk by
+//     chunk), so it saves no server memory.
+package grpcapi
