@@ -28,4 +28,3 @@ func ValidateKey(k []byte) error {
 	}
 	return nil
 }
-
