@@ -44,6 +44,9 @@ type Config struct {
 	LeaderWait time.Duration
 
 	// MaxSnapshots and MaxWALs are how many old files the purger keeps.
+	// PeerListenAddr is the host:port the peer listener binds, when it
+	// differs from the host:port of this member's URL in InitialCluster.
+	PeerListenAddr string
 	// Name is the member's name, published to the cluster with
 	// ClientURLs once the member runs (etcd's member attributes).
 	Name       string

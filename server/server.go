@@ -133,7 +133,7 @@ func Open(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	// Fail on a taken peer port before anything is written.
-	if err := checkPortFree(selfURL); err != nil {
+	if err := checkPortFree(selfURL, cfg.PeerListenAddr); err != nil {
 		return nil, err
 	}
 	var joinInfo *transport.ClusterInfo
@@ -183,6 +183,7 @@ func Open(cfg Config) (*Server, error) {
 		ID:          cfg.ID,
 		ClusterID:   s.clusterID,
 		PeerURL:     selfURL,
+		ListenAddr:  cfg.PeerListenAddr,
 		Raft:        s,
 		Snapshotter: disk.Snapshotter(),
 		Info:        s.clusterInfo,
@@ -294,12 +295,15 @@ func (s *Server) checkDataDir() (*memberMeta, error) {
 	return meta, nil
 }
 
-func checkPortFree(peerURL string) error {
+func checkPortFree(peerURL, listenAddr string) error {
 	u, err := url.Parse(peerURL)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", u.Host)
+	if listenAddr == "" {
+		listenAddr = u.Host
+	}
+	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
 		return fmt.Errorf("cannot listen for peers on %s: %w", peerURL, err)
 	}

@@ -39,8 +39,11 @@ type Config struct {
 	Logger    *zap.Logger
 	ID        uint64
 	ClusterID uint64
-	// PeerURL is this member's own peer URL; the listener binds its host:port.
+	// PeerURL is this member's own peer URL; the listener binds its
+	// host:port unless ListenAddr is set (when peers reach this member
+	// through something in between, a proxy in fault tests).
 	PeerURL     string
+	ListenAddr  string
 	Raft        rafthttp.Raft
 	Snapshotter *snap.Snapshotter
 	// Info reports the cluster to joining members.
@@ -84,7 +87,11 @@ func New(cfg Config) (*Transport, error) {
 	if err := rt.Start(); err != nil {
 		return nil, fmt.Errorf("transport: start: %w", err)
 	}
-	ln, err := net.Listen("tcp", u.Host)
+	listen := u.Host
+	if cfg.ListenAddr != "" {
+		listen = cfg.ListenAddr
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		rt.Stop()
 		return nil, fmt.Errorf("transport: listen on peer URL %s: %w", cfg.PeerURL, err)

@@ -64,6 +64,7 @@ type flags struct {
 	maxTxnOps       int
 	quotaBytes      int64
 	restoreFrom     string
+	listenPeer      string
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -87,6 +88,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.UintVar(&f.electionMs, "election-timeout", 1000, "raft election timeout, in milliseconds")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "how long a write may wait to be committed before its outcome is reported unknown")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go profiles at /debug/pprof/ on the client port")
+	fs.StringVar(&f.listenPeer, "listen-peer-addr", "", "host:port the peer listener binds (default: the host:port of this member's URL in --cluster); for members reached through a proxy or NAT")
 	fs.StringVar(&f.name, "name", "", "member name shown by member list (default metcd-<id>)")
 	fs.IntVar(&f.maxTxnOps, "max-txn-ops", 128, "most operations in one etcd v3 transaction")
 	fs.Int64Var(&f.quotaBytes, "quota-backend-bytes", 0, "engine size that raises the NOSPACE alarm and refuses writes until disarmed (0: 2 GiB, as etcd; negative: no quota)")
@@ -166,6 +168,7 @@ func run(args []string) error {
 	cfg.MaxTxnOps = f.maxTxnOps
 	cfg.QuotaBackendBytes = f.quotaBytes
 	cfg.RestoreFrom = f.restoreFrom
+	cfg.PeerListenAddr = f.listenPeer
 
 	// Bind the client port before touching the data dir, so a port clash
 	// fails fast and changes nothing.
