@@ -117,10 +117,12 @@ func (s *Server) apply(ap *consensus.Apply) error {
 			}
 		}
 	}
-	// The events of each new revision, for the watch hub once committed.
+	// The events of each new revision, for the watch hub once committed;
+	// with no watcher the hub is only told the new revision.
 	revAfter := s.mv.Rev()
+	watching := s.hub.Watching()
 	var events [][]*mvccpb.Event
-	for rev := revBefore + 1; rev <= revAfter; rev++ {
+	for rev := revBefore + 1; watching && rev <= revAfter; rev++ {
 		evs, err := s.mv.RevisionEvents(txn.Batch(), rev)
 		if err != nil {
 			txn.Abort()
@@ -144,6 +146,7 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	for i, evs := range events {
 		s.hub.Notify(revBefore+1+int64(i), evs)
 	}
+	s.hub.Advance(revAfter)
 	if compacted > 0 {
 		s.schedulePhysicalCompaction(compacted)
 	}

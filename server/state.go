@@ -67,7 +67,7 @@ func (s *Server) reloadState() error {
 		return err
 	}
 	s.rev.Store(s.mv.Rev())
-	s.hub.Restore(s.mv.Rev())
+	s.hub.Advance(s.mv.Rev())
 	if s.mv.PhysicalRev() < s.mv.CompactRev() {
 		s.schedulePhysicalCompaction(s.mv.CompactRev())
 	}

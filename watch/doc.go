@@ -4,6 +4,10 @@
 // small History interface (the mvcc store implements it) and is told of
 // new ones by Notify, which the apply loop calls once per committed write
 // revision, in order, after the revision is readable through History.
+// When no watcher exists the apply loop does not read the events at all
+// and calls Advance instead, which also serves a snapshot install: any
+// watcher that still expects one of the skipped revisions catches up
+// from History.
 //
 // # Synced and unsynced watchers
 //

@@ -385,21 +385,37 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 	}
 }
 
-// Restore tells the hub that the store jumped to rev without Notify (the
-// member installed a snapshot): every synced watcher moves to catch-up
-// from the revision it expects next, so it reads the skipped revisions
-// from History, or is canceled as compacted if they are gone, as etcd's
+// Watching reports whether any watcher exists. The apply loop skips
+// reading the events of its revisions when none does, and then calls
+// Advance instead of Notify.
+func (h *Hub) Watching() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.keys) > 0 || len(h.ranges) > 0 || len(h.unsynced) > 0
+}
+
+// Advance tells the hub that the store reached rev (committed, readable
+// through History) without handing it the events: after a snapshot
+// install, or for revisions written while nobody watched. Every synced
+// watcher that still expects one of those revisions (one created after
+// the apply loop saw no watcher) moves to catch-up and reads them from
+// History, or is canceled as compacted if they are gone, as etcd's
 // watchable store does on restore.
-func (h *Hub) Restore(rev int64) {
+func (h *Hub) Advance(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || rev <= h.rev {
 		return
 	}
+	var moved bool
 	move := func(w *Watcher) {
+		if w.minRev > rev {
+			return
+		}
 		h.removeSynced(w)
 		w.state = stateUnsynced
 		h.unsynced[w] = struct{}{}
+		moved = true
 	}
 	for _, set := range h.keys {
 		for w := range set {
@@ -410,7 +426,9 @@ func (h *Hub) Restore(rev int64) {
 		move(w)
 	}
 	h.rev = rev
-	h.wake()
+	if moved {
+		h.wake()
+	}
 }
 
 // loop is the background goroutine: catch-up of unsynced watchers and
