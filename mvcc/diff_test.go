@@ -6,9 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,9 +15,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/metcd/metcd/internal/difftest"
 	"github.com/metcd/metcd/lease"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/engines"
@@ -32,11 +29,9 @@ import (
 // requires the same responses (header revision included) and the same
 // errors (gRPC code and message).
 
-// diffLeases are granted in etcd and in the stores' lessors; diffNoLease
-// is granted in neither.
-var diffLeases = []int64{0x1000, 0x2000}
-
-const diffNoLease = 0x3000
+// diffLeases are granted in etcd and in the stores' lessors;
+// difftest.DefaultNoLease is granted in neither.
+var diffLeases = difftest.DefaultLeases
 
 func freePort(t testing.TB) string {
 	t.Helper()
@@ -86,8 +81,10 @@ func startEtcd(t testing.TB) *clientv3.Client {
 }
 
 // diffStore is one engine's Store, with an overlay batch that collects
-// one or several write requests before it is committed.
+// one or several write requests before it is committed. It is the
+// difftest.Target of the Store.
 type diffStore struct {
+	t       testing.TB
 	name    string
 	open    func(dir string) (storage.Engine, error)
 	dir     string
@@ -98,6 +95,64 @@ type diffStore struct {
 	pending int
 	// physical runs a background PhysicalCompact; nil when idle.
 	physical chan error
+	// rnd makes Do's random choices (batching, readers, physical
+	// compactions), set before each op.
+	rnd *rand.Rand
+}
+
+// Do runs op on the Store: writes go into the batch, which is committed
+// now or later (afterWrite); reads go to the batch, the engine or a
+// snapshot; a compaction is committed and sometimes followed by a
+// physical compaction in the background. The error is the one etcd's
+// gRPC layer would send.
+func (d *diffStore) Do(_ context.Context, op difftest.Op) (proto.Message, error) {
+	resp, err := d.do(op)
+	if err != nil {
+		return nil, ToGRPCError(err)
+	}
+	return resp, nil
+}
+
+func (d *diffStore) do(op difftest.Op) (proto.Message, error) {
+	t, rnd := d.t, d.rnd
+	t.Helper()
+	switch req := op.Req.(type) {
+	case *pb.PutRequest:
+		w := d.s.Write(d.ob)
+		resp, err := w.Put(req)
+		w.End()
+		d.afterWrite(t, rnd)
+		return resp, err
+	case *pb.DeleteRangeRequest:
+		w := d.s.Write(d.ob)
+		resp, err := w.DeleteRange(req)
+		w.End()
+		d.afterWrite(t, rnd)
+		return resp, err
+	case *pb.RangeRequest:
+		r, done := d.reader(t, rnd)
+		defer done()
+		return d.s.Range(r, req)
+	case *pb.TxnRequest:
+		resp, err := d.s.Txn(d.ob, req)
+		d.afterWrite(t, rnd)
+		return resp, err
+	case *pb.CompactionRequest:
+		rev := req.Revision
+		resp, err := d.s.Compact(d.ob, rev)
+		d.commit(t)
+		if err == nil && rnd.IntN(2) == 0 {
+			// Physical compaction in the background while the next
+			// requests run.
+			d.waitPhysical(t)
+			ch := make(chan error, 1)
+			d.physical = ch
+			go func() { ch <- d.s.PhysicalCompact(d.eng, rev, 3) }()
+		}
+		return resp, err
+	}
+	t.Fatalf("unknown request %T", op.Req)
+	return nil, nil
 }
 
 func (d *diffStore) commit(t testing.TB) {
@@ -182,248 +237,6 @@ func (d *diffStore) waitPhysical(t testing.TB) {
 	}
 }
 
-// gen makes random requests over a small key set, tracking etcd's
-// revisions to aim past reads and compactions.
-type gen struct {
-	rnd             *rand.Rand
-	rev, compactRev int64
-	keys            []string
-	dupFree         bool
-}
-
-func newGen(seed uint64) *gen {
-	return &gen{
-		rnd:        rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		rev:        1,
-		compactRev: -1,
-		keys:       []string{"a", "a/1", "a/2", "a/3", "b", "b/1", "b/2", "c", "d", "e\x00", "e\x00\x01", "e\xff", "f"},
-	}
-}
-
-func (g *gen) chance(p float64) bool { return g.rnd.Float64() < p }
-
-func (g *gen) key() []byte {
-	switch {
-	case g.chance(0.005):
-		return nil // refused: empty key
-	case g.chance(0.25):
-		// A wider key set, so that ranges sort more than 12 pairs (below
-		// that Go's sort.Sort is an insertion sort, stable by accident).
-		return fmt.Appendf(nil, "w/%02d", g.rnd.IntN(30))
-	}
-	return []byte(g.keys[g.rnd.IntN(len(g.keys))])
-}
-
-func (g *gen) value() []byte {
-	n := g.rnd.IntN(4)
-	if n == 0 {
-		return nil
-	}
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = "xyz"[g.rnd.IntN(3)]
-	}
-	return b
-}
-
-// interval returns a key and range end: one key, a range (sometimes
-// backwards), a prefix, from a key, or everything.
-func (g *gen) interval() ([]byte, []byte) {
-	switch x := g.rnd.IntN(10); {
-	case x < 4:
-		return g.key(), nil
-	case x < 6:
-		return g.key(), g.key()
-	case x < 8:
-		p := []string{"a/", "b/", "e\x00", "e", "w/", "w/1"}[g.rnd.IntN(6)]
-		end := []byte(p)
-		end[len(end)-1]++
-		return []byte(p), end
-	case x < 9:
-		return g.key(), []byte{0}
-	default:
-		return []byte{0}, []byte{0}
-	}
-}
-
-// revision is 0 mostly, else around the live revisions, sometimes
-// compacted, future or negative.
-func (g *gen) revision() int64 {
-	if g.chance(0.6) {
-		return 0
-	}
-	if g.chance(0.05) {
-		return -1 - g.rnd.Int64N(2) // current for a range, compacted in a txn once compacted
-	}
-	lo := max(g.compactRev-2, -2)
-	return lo + g.rnd.Int64N(g.rev+3-lo)
-}
-
-func (g *gen) rangeReq() *pb.RangeRequest {
-	k, end := g.interval()
-	r := &pb.RangeRequest{Key: k, RangeEnd: end, Revision: g.revision()}
-	r.Limit = []int64{0, 0, 0, 1, 2, 3, -1}[g.rnd.IntN(7)]
-	if g.chance(0.5) {
-		r.SortOrder = pb.RangeRequest_SortOrder(g.rnd.IntN(3))
-		r.SortTarget = pb.RangeRequest_SortTarget(g.rnd.IntN(5))
-		if g.chance(0.02) {
-			r.SortTarget = 9
-		}
-		if g.chance(0.02) {
-			r.SortOrder = 4
-		}
-	}
-	r.KeysOnly = g.chance(0.2)
-	r.CountOnly = g.chance(0.1)
-	filter := func() int64 {
-		if g.chance(0.85) {
-			return 0
-		}
-		return g.rnd.Int64N(g.rev + 2)
-	}
-	r.MinModRevision, r.MaxModRevision = filter(), filter()
-	r.MinCreateRevision, r.MaxCreateRevision = filter(), filter()
-	r.Serializable = g.chance(0.3)
-	return r
-}
-
-func (g *gen) lease() int64 {
-	switch x := g.rnd.IntN(20); {
-	case x < 14:
-		return 0
-	case x < 19:
-		return diffLeases[x%2]
-	default:
-		return diffNoLease
-	}
-}
-
-func (g *gen) putReq() *pb.PutRequest {
-	p := &pb.PutRequest{Key: g.key(), Value: g.value(), Lease: g.lease(), PrevKv: g.chance(0.3)}
-	if g.chance(0.1) {
-		p.IgnoreValue = true
-		if g.chance(0.8) {
-			p.Value = nil
-		}
-	}
-	if g.chance(0.1) {
-		p.IgnoreLease = true
-		if g.chance(0.8) {
-			p.Lease = 0
-		}
-	}
-	return p
-}
-
-func (g *gen) deleteReq() *pb.DeleteRangeRequest {
-	k, end := g.interval()
-	return &pb.DeleteRangeRequest{Key: k, RangeEnd: end, PrevKv: g.chance(0.4)}
-}
-
-func (g *gen) compare() *pb.Compare {
-	c := &pb.Compare{
-		Key:    g.key(),
-		Target: pb.Compare_CompareTarget(g.rnd.IntN(5)),
-		Result: pb.Compare_CompareResult(g.rnd.IntN(4)),
-	}
-	if g.chance(0.2) {
-		_, c.RangeEnd = g.interval()
-	}
-	target := c.Target
-	if g.chance(0.1) {
-		target = pb.Compare_CompareTarget(g.rnd.IntN(5)) // maybe mismatched
-	}
-	n := g.rnd.Int64N(g.rev + 2)
-	switch {
-	case g.chance(0.05):
-		// no target union
-	case target == pb.Compare_VALUE:
-		c.TargetUnion = &pb.Compare_Value{Value: g.value()}
-	case target == pb.Compare_VERSION:
-		c.TargetUnion = &pb.Compare_Version{Version: n % 4}
-	case target == pb.Compare_CREATE:
-		c.TargetUnion = &pb.Compare_CreateRevision{CreateRevision: n}
-	case target == pb.Compare_MOD:
-		c.TargetUnion = &pb.Compare_ModRevision{ModRevision: n}
-	case target == pb.Compare_LEASE:
-		c.TargetUnion = &pb.Compare_Lease{Lease: g.lease()}
-	}
-	return c
-}
-
-func (g *gen) txnReq(depth int) *pb.TxnRequest {
-	t := &pb.TxnRequest{}
-	for range g.rnd.IntN(3) {
-		t.Compare = append(t.Compare, g.compare())
-	}
-	ops := func() []*pb.RequestOp {
-		var ops []*pb.RequestOp
-		for range g.rnd.IntN(4) {
-			switch x := g.rnd.IntN(10); {
-			case x < 3:
-				ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: g.rangeReq()}})
-			case x < 6:
-				ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: g.putReq()}})
-			case x < 8:
-				ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: g.deleteReq()}})
-			case x < 9 && depth < 2:
-				ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: g.txnReq(depth + 1)}})
-			default:
-				if g.chance(0.05) {
-					ops = append(ops, &pb.RequestOp{}) // refused: empty op
-				}
-			}
-		}
-		return ops
-	}
-	t.Success, t.Failure = ops(), ops()
-	if depth > 0 && g.chance(0.3) {
-		// The same key put in both branches: allowed.
-		p := &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: g.key(), Value: g.value()}}}
-		t.Success = append(t.Success, p)
-		t.Failure = append(t.Failure, proto.Clone(p).(*pb.RequestOp))
-	}
-	if depth == 0 && g.dupFree {
-		dedupTxn(t)
-	}
-	return t
-}
-
-// dedupTxn drops the puts and deletes that would make etcd refuse the
-// txn as a duplicate, most of the time: puts of a key already written and
-// deletes touching a written key, over the whole tree.
-func dedupTxn(t *pb.TxnRequest) {
-	seen := map[string]bool{}
-	var walk func(ops []*pb.RequestOp) []*pb.RequestOp
-	walk = func(ops []*pb.RequestOp) []*pb.RequestOp {
-		out := ops[:0]
-		for _, op := range ops {
-			switch v := op.Request.(type) {
-			case *pb.RequestOp_RequestPut:
-				if seen[string(v.RequestPut.Key)] {
-					continue
-				}
-				seen[string(v.RequestPut.Key)] = true
-			case *pb.RequestOp_RequestDeleteRange:
-				if len(v.RequestDeleteRange.RangeEnd) != 0 {
-					continue
-				}
-				if seen[string(v.RequestDeleteRange.Key)] {
-					continue
-				}
-				seen[string(v.RequestDeleteRange.Key)] = true
-			case *pb.RequestOp_RequestTxn:
-				v.RequestTxn.Success = walk(v.RequestTxn.Success)
-				v.RequestTxn.Failure = walk(v.RequestTxn.Failure)
-			}
-			out = append(out, op)
-		}
-		return out
-	}
-	t.Success = walk(t.Success)
-	t.Failure = walk(t.Failure)
-}
-
 // crashesEtcd reports whether etcd would accept req and then panic
 // applying it: a put with ignore_value or ignore_lease of a key the txn
 // deleted before.
@@ -437,43 +250,17 @@ func crashesEtcd(t testing.TB, d *diffStore, req *pb.TxnRequest) bool {
 	if err := w.comparePath(req, &path); err != nil {
 		t.Fatal(err)
 	}
+	crashes := ignoredPutOfDeletedKey(req, path)
+	// difftest's copy of the rule, which tests against servers use, must
+	// agree.
+	if difftest.PanicsEtcd(req, path) != crashes || crashes && !difftest.MayPanicEtcd(req) {
+		t.Fatalf("difftest.PanicsEtcd %v, MayPanicEtcd %v, ignoredPutOfDeletedKey %v on path %v: %s",
+			difftest.PanicsEtcd(req, path), difftest.MayPanicEtcd(req), crashes, path, text(req))
+	}
 	if _, err := w.checkTxn(req, path); err != nil {
 		return false
 	}
-	return ignoredPutOfDeletedKey(req, path)
-}
-
-// stripHeader returns the header revision and a copy without the header.
-func stripHeader(m proto.Message) (int64, proto.Message) {
-	c := proto.Clone(m)
-	r := c.ProtoReflect()
-	fd := r.Descriptor().Fields().ByName("header")
-	rev := r.Get(fd).Message().Interface().(*pb.ResponseHeader).GetRevision()
-	r.Clear(fd)
-	return rev, c
-}
-
-func isNilMsg(m proto.Message) bool {
-	return m == nil || !m.ProtoReflect().IsValid()
-}
-
-func diffCheck(t testing.TB, what string, want proto.Message, wantErr error, got proto.Message, gotErr error) {
-	t.Helper()
-	if wantErr != nil || gotErr != nil {
-		ws, gs := status.Convert(wantErr), status.Convert(ToGRPCError(gotErr))
-		if wantErr == nil || gotErr == nil || ws.Code() != gs.Code() || ws.Message() != gs.Message() {
-			t.Fatalf("%s:\n etcd error %v (resp %s)\n ours error %v (resp %s)", what, wantErr, text(want), gotErr, text(got))
-		}
-		return
-	}
-	if isNilMsg(got) {
-		t.Fatalf("%s: nil response, want %s", what, text(want))
-	}
-	wrev, w := stripHeader(want)
-	grev, g := stripHeader(got)
-	if wrev != grev || !proto.Equal(w, g) {
-		t.Fatalf("%s:\n etcd (rev %d) %s\n ours (rev %d) %s", what, wrev, text(w), grev, text(g))
-	}
+	return crashes
 }
 
 func TestDifferentialEtcd(t *testing.T) {
@@ -487,7 +274,6 @@ func TestDifferentialEtcd(t *testing.T) {
 	cli := startEtcd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	kv := pb.NewKVClient(cli.ActiveConnection())
 	lc := pb.NewLeaseClient(cli.ActiveConnection())
 	var stores []*diffStore
 	for _, name := range engines.Names() {
@@ -495,7 +281,7 @@ func TestDifferentialEtcd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := &diffStore{name: name, open: open, dir: t.TempDir()}
+		d := &diffStore{t: t, name: name, open: open, dir: t.TempDir()}
 		if d.eng, err = open(d.dir); err != nil {
 			t.Fatal(err)
 		}
@@ -523,8 +309,9 @@ func TestDifferentialEtcd(t *testing.T) {
 		grant(id)
 	}
 
-	g := newGen(diffSeed(t))
-	stats := map[string]int{}
+	g := difftest.NewGen(difftest.Seed(t, "MVCC_DIFF_SEED"), difftest.Options{Leases: diffLeases})
+	etcd := difftest.NewClient(cli)
+	stats := difftest.Stats{}
 	for i := 0; i < ops; i++ {
 		if i%1000 == 999 {
 			// Revoke a lease (deleting its keys in one revision), then
@@ -546,9 +333,9 @@ func TestDifferentialEtcd(t *testing.T) {
 				if err != nil || rev != resp.Header.Revision {
 					t.Fatalf("op %d on %s: revoke: revision %d %v, etcd %d", i, d.name, rev, err, resp.Header.Revision)
 				}
-				d.afterWrite(t, g.rnd)
+				d.afterWrite(t, g.Rand())
 			}
-			g.rev = resp.Header.Revision
+			g.ObserveRevision(resp.Header.Revision)
 			stats["revoke"]++
 			grant(id)
 		}
@@ -557,117 +344,42 @@ func TestDifferentialEtcd(t *testing.T) {
 				d.restart(t)
 			}
 		}
-		g.dupFree = g.chance(0.7)
-		var (
-			desc    string
-			want    proto.Message
-			wantErr error
-			mine    func(d *diffStore, rnd *rand.Rand) (proto.Message, error)
-			write   bool
-		)
-		switch x := g.rnd.IntN(100); {
-		case x < 30:
-			req := g.putReq()
-			desc = "put " + text(req)
-			want, wantErr = kv.Put(ctx, req)
-			write = true
-			mine = func(d *diffStore, _ *rand.Rand) (proto.Message, error) {
-				w := d.s.Write(d.ob)
-				defer w.End()
-				return w.Put(req)
-			}
-		case x < 42:
-			req := g.deleteReq()
-			desc = "delete " + text(req)
-			want, wantErr = kv.DeleteRange(ctx, req)
-			write = true
-			mine = func(d *diffStore, _ *rand.Rand) (proto.Message, error) {
-				w := d.s.Write(d.ob)
-				defer w.End()
-				return w.DeleteRange(req)
-			}
-		case x < 70:
-			req := g.rangeReq()
-			desc = "range " + text(req)
-			want, wantErr = kv.Range(ctx, req)
-			mine = func(d *diffStore, rnd *rand.Rand) (proto.Message, error) {
-				r, done := d.reader(t, rnd)
-				defer done()
-				return d.s.Range(r, req)
-			}
-		case x < 98:
-			req := g.txnReq(0)
-			desc = "txn " + text(req)
-			if crashesEtcd(t, stores[0], req) {
-				// etcd v3.7.3 would panic; we refuse it (see
-				// ignoredPutOfDeletedKey).
-				want, wantErr = nil, rpctypes.ErrGRPCKeyNotFound
-				stats["txn that crashes etcd"]++
-			} else {
-				want, wantErr = kv.Txn(ctx, req)
-			}
-			write = true
-			mine = func(d *diffStore, _ *rand.Rand) (proto.Message, error) {
-				return d.s.Txn(d.ob, req)
-			}
-		default:
-			// From just below the compacted revision to just above the
-			// current one.
-			base := max(g.compactRev, 0)
-			rev := base - 1 + g.rnd.Int64N(g.rev-base+3)
-			req := &pb.CompactionRequest{Revision: rev}
-			desc = "compact " + text(req)
-			want, wantErr = kv.Compact(ctx, req)
-			mine = func(d *diffStore, rnd *rand.Rand) (proto.Message, error) {
-				resp, err := d.s.Compact(d.ob, rev)
-				d.commit(t)
-				if err == nil && rnd.IntN(2) == 0 {
-					// Physical compaction in the background while the
-					// next requests run.
-					d.waitPhysical(t)
-					ch := make(chan error, 1)
-					d.physical = ch
-					go func() { ch <- d.s.PhysicalCompact(d.eng, rev, 3) }()
-				}
-				return resp, err
-			}
-			if wantErr == nil {
-				g.compactRev = rev
-			}
-		}
-		if wantErr != nil {
-			if s, ok := status.FromError(wantErr); ok {
-				stats[strings.Fields(desc)[0]+" error: "+s.Message()]++
-			}
+		op := g.Next()
+		var want difftest.Result
+		if req, ok := op.Req.(*pb.TxnRequest); ok && crashesEtcd(t, stores[0], req) {
+			// etcd v3.7.3 would panic; we refuse it (see
+			// ignoredPutOfDeletedKey).
+			want.Err = rpctypes.ErrGRPCKeyNotFound
+			stats["txn that crashes etcd"]++
 		} else {
-			stats[strings.Fields(desc)[0]]++
+			want.Resp, want.Err = etcd.Do(ctx, op)
 		}
-		if wantErr == nil {
-			rev, _ := stripHeader(want)
-			g.rev = max(g.rev, rev)
-		}
+		want.Name = "etcd"
+		stats.Add(op, want.Err)
+		g.Observe(op, want.Resp, want.Err)
 		for si, d := range stores {
-			rnd := rand.New(rand.NewPCG(uint64(i), uint64(si)))
-			got, gotErr := mine(d, rnd)
-			diffCheck(t, fmt.Sprintf("op %d on %s: %s", i, d.name, desc), want, wantErr, got, gotErr)
-			if write {
-				d.afterWrite(t, rnd)
+			d.rnd = rand.New(rand.NewPCG(uint64(i), uint64(si)))
+			got := difftest.Result{Name: "ours"}
+			got.Resp, got.Err = d.Do(ctx, op)
+			if err := difftest.Compare(want, got); err != nil {
+				t.Fatalf("op %d on %s: %s: %v", i, d.name, op, err)
 			}
 		}
 	}
 	for _, d := range stores {
 		d.commit(t)
 		d.waitPhysical(t)
-		if d.s.Rev() != g.rev {
-			t.Fatalf("%s: revision %d, etcd %d", d.name, d.s.Rev(), g.rev)
+		if d.s.Rev() != g.Rev() {
+			t.Fatalf("%s: revision %d, etcd %d", d.name, d.s.Rev(), g.Rev())
 		}
 	}
-	t.Logf("revision %d, compacted %d; outcomes: %v", g.rev, g.compactRev, stats)
+	t.Logf("revision %d, compacted %d; outcomes: %v", g.Rev(), g.CompactRev(), stats)
 
 	// Watch catch-up: History against an etcd watch from a few revisions,
 	// with and without prev_kv.
-	froms := []int64{g.compactRev - 1, g.compactRev, g.compactRev + 1, (g.compactRev + g.rev) / 2, g.rev}
-	if g.compactRev < 1 {
+	rev, compactRev := g.Rev(), g.CompactRev()
+	froms := []int64{compactRev - 1, compactRev, compactRev + 1, (compactRev + rev) / 2, rev}
+	if compactRev < 1 {
 		froms = append(froms, 1)
 	}
 	for _, from := range froms {
@@ -676,7 +388,7 @@ func TestDifferentialEtcd(t *testing.T) {
 		}
 		for _, withPrev := range []bool{false, true} {
 			what := fmt.Sprintf("history from %d (prev_kv %v)", from, withPrev)
-			etcdEvs, compacted := etcdWatch(t, ctx, cli, from, g.rev, withPrev)
+			etcdEvs, compacted := etcdWatch(t, ctx, cli, from, rev, withPrev)
 			for _, d := range stores {
 				var got []*mvccpb.Event
 				history := d.s.History
@@ -695,7 +407,7 @@ func TestDifferentialEtcd(t *testing.T) {
 					t.Fatalf("%s: %s: %v", d.name, what, err)
 				}
 				want := etcdEvs
-				if from == g.compactRev {
+				if from == compactRev {
 					// etcd's physical compaction drops the deletes (and
 					// overwritten puts) of the compacted revision itself,
 					// if it finished before the watch; we keep them all.
@@ -758,19 +470,4 @@ func etcdWatch(t testing.TB, ctx context.Context, cli *clientv3.Client, from, to
 			t.Fatalf("watch from %d: no events up to %d", from, to)
 		}
 	}
-}
-
-// diffSeed is the seed from MVCC_DIFF_SEED, or else the clock; the test
-// logs it so that a failure can be replayed.
-func diffSeed(t testing.TB) uint64 {
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("MVCC_DIFF_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("MVCC_DIFF_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Logf("seed %d (set MVCC_DIFF_SEED to replay)", seed)
-	return seed
 }

@@ -101,11 +101,12 @@ func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb
 	return out, nil
 }
 
-// Txn runs a transaction. One that cannot write is served locally after a
-// ReadIndex round (or at once when all its reads are serializable), as
-// etcd does; the others go through raft.
+// Txn runs a transaction. One whose operations are all ranges is served
+// locally after a ReadIndex round (or at once when all of them are
+// serializable), as etcd does; the others, nested txns included, go
+// through raft.
 func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if !txnWrites(r, false) {
+	if txnRangesOnly(r) {
 		return s.readOnlyTxn(ctx, r)
 	}
 	if txnWrites(r, true) {
@@ -149,15 +150,26 @@ func (s *Server) readOnlyTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResp
 	return resp, nil
 }
 
-// txnSerializable reports whether every range of a read-only txn is
-// serializable.
+// txnRangesOnly is etcd's IsTxnReadonly: every operation of both branches
+// is a range (a nested txn is not, even one that only reads).
+func txnRangesOnly(t *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
+		for _, op := range ops {
+			if op.GetRequestRange() == nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// txnSerializable is etcd's IsTxnSerializable: every operation of both
+// branches is a serializable range. Like etcd, a txn with compares and no
+// operations counts as serializable.
 func txnSerializable(t *pb.TxnRequest) bool {
 	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
 		for _, op := range ops {
-			if rr := op.GetRequestRange(); rr != nil && !rr.Serializable {
-				return false
-			}
-			if nt := op.GetRequestTxn(); nt != nil && !txnSerializable(nt) {
+			if rr := op.GetRequestRange(); rr == nil || !rr.Serializable {
 				return false
 			}
 		}
