@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/metcd/metcd/internal/failpoint"
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/etcd/server/v3/storage/wal"
@@ -169,6 +170,9 @@ func tornTail(walDir string) (bool, error) {
 // Save appends entries and the hard state to the WAL and fsyncs it when
 // raft says it must.
 func (d *Disk) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	if err := failpoint.Inject(failpoint.WALSave); err != nil {
+		return fmt.Errorf("consensus: save to WAL: %w", err)
+	}
 	if err := d.w.Save(hs, ents); err != nil {
 		return fmt.Errorf("consensus: save to WAL: %w", err)
 	}
@@ -179,6 +183,9 @@ func (d *Disk) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 // so the WAL never names a snapshot that is not on disk.
 func (d *Disk) SaveSnap(s *raftpb.Snapshot) error {
 	md := s.GetMetadata()
+	if err := failpoint.Inject(failpoint.SnapSave); err != nil {
+		return fmt.Errorf("consensus: save snapshot %d: %w", md.GetIndex(), err)
+	}
 	if err := d.ss.SaveSnap(s); err != nil {
 		return fmt.Errorf("consensus: save snapshot %d: %w", md.GetIndex(), err)
 	}
@@ -226,6 +233,9 @@ func (d *Disk) StateFile(i uint64) string {
 
 // SaveStateFrom saves a state stream for snapshot index i atomically.
 func (d *Disk) SaveStateFrom(r io.Reader, i uint64) (int64, error) {
+	if err := failpoint.Inject(failpoint.StateSave); err != nil {
+		return 0, fmt.Errorf("consensus: save state for snapshot %d: %w", i, err)
+	}
 	n, err := d.ss.SaveDBFrom(r, i)
 	if err != nil {
 		return n, fmt.Errorf("consensus: save state for snapshot %d: %w", i, err)

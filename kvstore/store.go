@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/metcd/metcd/internal/failpoint"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/overlay"
 )
@@ -264,6 +265,9 @@ func (t *Txn) Commit(applied uint64, sync bool) error {
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], applied)
 	b.Put(appliedKey, v[:])
+	if err := failpoint.Inject(failpoint.EngineCommit); err != nil {
+		return fmt.Errorf("kvstore: commit applied index %d: %w", applied, err)
+	}
 	if err := b.Commit(sync); err != nil {
 		return fmt.Errorf("kvstore: commit applied index %d: %w", applied, err)
 	}

@@ -86,6 +86,12 @@ func (s *Store) Reload(r storage.Reader) error {
 	return nil
 }
 
+// CurrentRev returns the current revision r holds.
+func CurrentRev(r storage.Reader) (int64, error) {
+	m, err := readRevs(r)
+	return m.rev, err
+}
+
 // Keys returns the number of live keys r holds.
 func Keys(r storage.Reader) (int64, error) { return readInt64(r, metaKeys, 0) }
 

@@ -115,7 +115,7 @@ func (s *Server) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*
 	case !exists:
 		return nil, fmt.Errorf("%w: id %d", ErrMemberNotFound, r.ID)
 	case taken:
-		return nil, rpctypes.ErrGRPCPeerURLExist
+		return nil, fmt.Errorf("%w: %s", ErrPeerURLExists, u)
 	}
 	mctx, err := json.Marshal(kvstore.Member{ID: r.ID, PeerURL: u})
 	if err != nil {
@@ -146,7 +146,8 @@ func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) 
 	s.memMu.RUnlock()
 	switch {
 	case !exists:
-		return nil, fmt.Errorf("%w: id %d", ErrMemberNotFound, r.ID)
+		// A gRPC error already: this may be answering a forwarded request.
+		return nil, rpctypes.ErrGRPCMemberNotFound
 	case !m.IsLearner:
 		return nil, rpctypes.ErrGRPCMemberNotLearner
 	}

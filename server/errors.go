@@ -18,6 +18,9 @@ var (
 	ErrStopped = errors.New("server: stopped")
 	// ErrMemberExists is returned when adding an id or URL already in use.
 	ErrMemberExists = errors.New("server: member already exists")
+	// ErrPeerURLExists is returned when adding a member with a peer URL
+	// another member has.
+	ErrPeerURLExists = errors.New("server: peer URL already in use")
 	// ErrMemberNotFound is returned when removing an unknown member.
 	ErrMemberNotFound = errors.New("server: member not found")
 	// ErrIDRemoved is returned when adding an id that was removed before:

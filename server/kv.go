@@ -87,8 +87,9 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 		case errors.Is(err, raft.ErrStopped):
 			return result{}, ErrStopped
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			// raft never took the entry.
-			return result{}, s.noProgress(ErrTimeout)
+			// raft may have taken the entry just before the deadline: the
+			// outcome is unknown.
+			return result{}, ErrTimeout
 		}
 		return result{}, fmt.Errorf("server: propose: %w", err)
 	}
@@ -173,7 +174,7 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 	case exists:
 		return fmt.Errorf("%w: id %d", ErrMemberExists, id)
 	case urlTaken:
-		return fmt.Errorf("%w: peer URL %s is in use", ErrMemberExists, peerURL)
+		return fmt.Errorf("%w: %s", ErrPeerURLExists, peerURL)
 	}
 	mctx, err := json.Marshal(kvstore.Member{ID: id, PeerURL: peerURL, IsLearner: learner})
 	if err != nil {

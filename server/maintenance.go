@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/metcd/metcd/kvstore"
+	"github.com/metcd/metcd/mvcc"
 	"github.com/metcd/metcd/storage"
 )
 
@@ -57,7 +58,7 @@ func (s *Server) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusRes
 		Header:           s.Header(),
 		Version:          Version,
 		DbSize:           size,
-		DbSizeInUse:      size,
+		DbSizeInUse:      max(min(s.engineInUse(), size), 1),
 		Leader:           s.node.Leader(),
 		RaftIndex:        s.node.Status().GetCommit(),
 		RaftTerm:         s.node.Term(),
@@ -109,7 +110,12 @@ func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVRes
 		if err != nil {
 			return err
 		}
-		resp = &pb.HashKVResponse{Header: s.fill(&pb.ResponseHeader{Revision: rev}), Hash: h, HashRevision: rev, CompactRevision: compact}
+		// etcd's header carries the current revision, not the hashed one.
+		cur, err := mvcc.CurrentRev(snap)
+		if err != nil {
+			return err
+		}
+		resp = &pb.HashKVResponse{Header: s.fill(&pb.ResponseHeader{Revision: cur}), Hash: h, HashRevision: rev, CompactRevision: compact}
 		return nil
 	})
 	return resp, err

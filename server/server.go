@@ -115,6 +115,7 @@ func Open(cfg Config) (*Server, error) {
 		readwaitc:     make(chan struct{}, 1),
 		snapc:         make(chan *raftpb.Message, 1),
 		compactc:      make(chan int64, 1),
+		peerClient:    &http.Client{Timeout: cfg.RequestTimeout},
 		compactedWait: wait.NewTimeList(),
 		stopc:         make(chan struct{}),
 		donec:         make(chan struct{}),
@@ -397,6 +398,11 @@ func (s *Server) restoreFromStateFile(i uint64) error {
 		fresh.Close()
 		os.RemoveAll(dir)
 		return fmt.Errorf("install snapshot %d: %w", i, err)
+	}
+	if applied != i {
+		// A state file of another snapshot under this one's name: using it
+		// would skip the entries in between.
+		return fmt.Errorf("install snapshot %d: %w: stream holds state at index %d, not %d", i, kvstore.ErrCorruptSnapshot, applied, i)
 	}
 	if fresh.Durable() {
 		if err := setCurrentEngineDir(s.cfg.DataDir, dir); err != nil {

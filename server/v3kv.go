@@ -254,7 +254,7 @@ func (s *Server) checkQuota(cost int) error {
 		return rpctypes.ErrGRPCNoSpace
 	}
 	quota := s.quota()
-	size := s.engineSize()
+	size := s.engineInUse()
 	if size+int64(cost) <= quota {
 		return nil
 	}
@@ -272,8 +272,9 @@ func (s *Server) checkQuota(cost int) error {
 	return rpctypes.ErrGRPCNoSpace
 }
 
-// engineSize is the engine's file size, or for the memory engine the size
-// of its live data.
+// engineSize is the size of the engine's files; engineInUse the size of
+// its live data where the engine knows it (memory, pebble), which is what
+// the quota is checked against, so that compaction frees quota.
 func (s *Server) engineSize() int64 {
 	st, err := s.store.Stats()
 	if err != nil {
@@ -283,6 +284,17 @@ func (s *Server) engineSize() int64 {
 		return st.DiskBytes
 	}
 	return st.LiveBytes
+}
+
+func (s *Server) engineInUse() int64 {
+	st, err := s.store.Stats()
+	if err != nil {
+		return 0
+	}
+	if st.LiveBytes > 0 {
+		return st.LiveBytes
+	}
+	return st.DiskBytes
 }
 
 func (s *Server) quota() int64 {

@@ -90,8 +90,9 @@ type Stats struct {
 	DiskBytes int64
 	// Keys is the number of keys, or -1 when counting them is not cheap.
 	Keys int64
-	// LiveBytes is the size of the live keys and values where the engine
-	// knows it cheaply (the memory engine), else 0.
+	// LiveBytes is the size of the live data where the engine knows it
+	// cheaply (the memory engine's keys and values; pebble's sstables and
+	// live WAL, without recycled and obsolete files), else 0.
 	LiveBytes int64
 }
 

@@ -27,6 +27,7 @@ var grpcErrors = []struct{ err, grpc error }{
 	{server.ErrStopped, rpctypes.ErrGRPCStopped},
 	{server.ErrRemoved, rpctypes.ErrGRPCStopped},
 	{server.ErrMemberExists, rpctypes.ErrGRPCMemberExist},
+	{server.ErrPeerURLExists, rpctypes.ErrGRPCPeerURLExist},
 	{server.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
 	{server.ErrIDRemoved, rpctypes.ErrGRPCMemberNotFound},
 	{server.ErrBadMember, rpctypes.ErrGRPCMemberBadURLs},

@@ -293,7 +293,7 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("X-Metcd-Outcome", "unknown")
 	case errors.Is(err, server.ErrReadTimeout):
 		code = http.StatusGatewayTimeout
-	case errors.Is(err, server.ErrMemberExists), errors.Is(err, server.ErrIDRemoved):
+	case errors.Is(err, server.ErrMemberExists), errors.Is(err, server.ErrPeerURLExists), errors.Is(err, server.ErrIDRemoved):
 		code = http.StatusConflict
 	case errors.Is(err, server.ErrMemberNotFound):
 		code = http.StatusNotFound

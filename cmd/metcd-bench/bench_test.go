@@ -199,7 +199,7 @@ func TestRunAgainstHTTPServer(t *testing.T) {
 	eps := s1.URL + "," + s2.URL
 
 	// Puts: exactly --total requests, keys within the key space.
-	r, err := runJSON(t, "--endpoints", eps, "--workload", "put", "--clients", "8", "--total", "500",
+	r, err := runJSON(t, "--protocol", "http", "--endpoints", eps, "--workload", "put", "--clients", "8", "--total", "500",
 		"--key-space", "100", "--key-prefix", "k/", "--key-size", "4", "--val-size", "256")
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func TestRunAgainstHTTPServer(t *testing.T) {
 	f.kv = map[string]string{}
 	f.mu.Unlock()
 	f.puts.Store(0)
-	r, err = runJSON(t, "--endpoints", eps, "--workload", "get", "--prefill", "--clients", "4", "--total", "300",
+	r, err = runJSON(t, "--protocol", "http", "--endpoints", eps, "--workload", "get", "--prefill", "--clients", "4", "--total", "300",
 		"--key-space", "50", "--consistency", "serializable")
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +240,7 @@ func TestRunAgainstHTTPServer(t *testing.T) {
 
 	// Mixed, bounded by --duration, with sequential keys.
 	start := time.Now()
-	r, err = runJSON(t, "--endpoints", eps, "--workload", "mixed", "--read-ratio", "0.75", "--clients", "4",
+	r, err = runJSON(t, "--target", "http", "--endpoints", eps, "--workload", "mixed", "--read-ratio", "0.75", "--clients", "4",
 		"--duration", "300ms", "--sequential-keys")
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +248,7 @@ func TestRunAgainstHTTPServer(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("a 300ms run took %v", d)
 	}
-	gets, puts := r.Ops["get"].Requests, r.Ops["put"].Requests
+	gets, puts := r.Ops["range"].Requests, r.Ops["put"].Requests
 	if r.Requests == 0 || gets+puts != r.Requests || gets < puts {
 		t.Fatalf("mixed run: %d requests, %d gets, %d puts", r.Requests, gets, puts)
 	}
@@ -262,7 +262,7 @@ func TestRunCountsErrors(t *testing.T) {
 	deadURL := dead.URL
 	dead.Close() // connections to it are refused
 
-	r, err := runJSON(t, "--endpoints", s.URL+","+deadURL, "--clients", "2", "--total", "200", "--timeout", "2s")
+	r, err := runJSON(t, "--protocol", "http", "--endpoints", s.URL+","+deadURL, "--clients", "2", "--total", "200", "--timeout", "2s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestRunCountsErrors(t *testing.T) {
 	}
 
 	// Nothing succeeds: the run reports, then fails.
-	r, err = runJSON(t, "--endpoints", deadURL, "--total", "5")
+	r, err = runJSON(t, "--protocol", "http", "--endpoints", deadURL, "--total", "5")
 	if err == nil || r.Requests != 5 || r.OK != 0 {
 		t.Fatalf("all-failing run: err %v, requests %d ok %d", err, r.Requests, r.OK)
 	}
@@ -294,7 +294,16 @@ func TestFlagValidation(t *testing.T) {
 		{"--key-space", "1000", "--key-size", "2"},
 		{"--clients", "0"},
 		{"--endpoints", ""},
-		{"--target", "grpc"},
+		{"--protocol", "quic"},
+		{"--target", "http", "--protocol", "grpc"},
+		{"--protocol", "http", "--workload", "txn"},
+		{"--protocol", "http", "--workload", "watch"},
+		{"--protocol", "http", "--target-leader"},
+		{"--workload", "watch", "--val-size", "4"},
+		{"--workload", "watch", "--watchers", "0"},
+		{"--txn-compare", "version"},
+		{"--rate", "-1"},
+		{"--prefill-batch", "0"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err != errUsage {
 			t.Errorf("parseFlags(%q) = %v, want a usage error", args, err)
@@ -304,4 +313,58 @@ func TestFlagValidation(t *testing.T) {
 	if err != nil || o.cfg.Total != 0 || o.cfg.Duration != time.Second {
 		t.Errorf("--duration alone: %+v, %v; want no --total limit", o, err)
 	}
+	o, err = parseFlags([]string{"--workload", "get", "--consistency", "s"}, io.Discard)
+	if err != nil || o.cfg.Protocol != "grpc" || o.cfg.Workload != "range" || !o.cfg.Serializable || o.consistency != "serializable" ||
+		!slices.Equal(o.endpoints, []string{"127.0.0.1:12380", "127.0.0.1:22380", "127.0.0.1:32380"}) {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	o, err = parseFlags([]string{"--protocol", "http", "--endpoints", "127.0.0.1:1,https://h:2"}, io.Discard)
+	if err != nil || !slices.Equal(o.endpoints, []string{"http://127.0.0.1:1", "https://h:2"}) {
+		t.Errorf("http endpoints: %+v, %v", o, err)
+	}
+	o, err = parseFlags([]string{"--prefill-only", "--total", "0"}, io.Discard)
+	if err != nil || !o.cfg.Prefill {
+		t.Errorf("--prefill-only: %+v, %v", o, err)
+	}
+	t.Setenv("METCD_BENCH_PROTOCOL", "http")
+	if o, err := parseFlags(nil, io.Discard); err != nil || o.cfg.Protocol != "http" || o.endpoints[0] != "http://127.0.0.1:12380" {
+		t.Errorf("METCD_BENCH_PROTOCOL=http: %+v, %v", o, err)
+	}
+}
+
+func TestProgressBar(t *testing.T) {
+	var p progress
+	p.done.Store(50)
+	var buf syncBuffer
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		showProgress(&buf, &p, "put", 100, 0, 5*time.Millisecond, stop)
+		close(done)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	<-done
+	out := buf.String()
+	if !strings.Contains(out, "put [============>           ]  50%") || !strings.HasSuffix(out, "\r\033[K") {
+		t.Errorf("progress output %q", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and a later reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -12,11 +12,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
-// target is one client's view of the system under test. The generator only
-// needs these two calls, so another protocol (the etcd v3 gRPC API) can be
-// benchmarked by adding an implementation and a --target value.
+// target is one client's view of the system under test: the two calls
+// every protocol has. A target that also implements txnTarget can run the
+// txn workload, and one that implements batchPutter prefills in batches.
 //
 // Get reports a missing key with errNotFound; any other error is counted as
 // a failed request, classified by errorKind. Implementations must be safe
@@ -25,6 +29,34 @@ import (
 type target interface {
 	Put(ctx context.Context, key, value []byte) error
 	Get(ctx context.Context, key []byte) error
+}
+
+// casCompare is the condition of a compare-and-swap: the key's mod revision
+// equals modRev (0: the key does not exist), or with byValue, the key's
+// value equals value.
+type casCompare struct {
+	byValue bool
+	modRev  int64
+	value   []byte
+}
+
+// casResult is the outcome of a compare-and-swap: whether the put was made,
+// and the key's mod revision after it (the put's revision, or the current
+// one if the compare failed; 0 for an absent key).
+type casResult struct {
+	Swapped bool
+	ModRev  int64
+}
+
+// txnTarget can do a compare-and-swap in one request: if c holds, put value
+// at key, else read key.
+type txnTarget interface {
+	CAS(ctx context.Context, key, value []byte, c casCompare) (casResult, error)
+}
+
+// batchPutter puts many keys (all with the same value) in one request.
+type batchPutter interface {
+	PutBatch(ctx context.Context, keys [][]byte, value []byte) error
 }
 
 // errNotFound is what Get returns for an absent key (not a failure).
@@ -41,10 +73,12 @@ func (e *statusError) Error() string {
 }
 
 // errorKind names the class of err for the report: "http 503", "timeout",
-// "connection refused", ... A small fixed set, so the report stays short.
+// "etcdserver: request timed out", "grpc Unavailable", "connection
+// refused", ... A small fixed set, so the report stays short.
 func errorKind(err error) string {
 	var se *statusError
 	var ne net.Error
+	var ee rpctypes.EtcdError
 	switch {
 	case errors.As(err, &se):
 		return fmt.Sprintf("http %d", se.Code)
@@ -52,6 +86,16 @@ func errorKind(err error) string {
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
+	case errors.As(err, &ee):
+		return ee.Error() // etcd's fixed error descriptions
+	}
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		if st.Code() == codes.DeadlineExceeded {
+			return "timeout"
+		}
+		return "grpc " + st.Code().String()
+	}
+	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):

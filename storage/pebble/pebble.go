@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -100,11 +101,24 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       o.MemTableSize,
 		Logger:             o.Logger,
+		EventListener:      &pebble.EventListener{BackgroundError: stopOnDiskError(o.Logger)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
 	return &Engine{dir: path, db: db}, nil
+}
+
+// stopOnDiskError makes a background flush or compaction that fails for
+// want of disk space or with an I/O error fatal. Pebble would otherwise
+// stall every later commit forever, and a member that hangs without saying
+// why is worse than one that stops with the reason.
+func stopOnDiskError(lg pebble.Logger) func(error) {
+	return func(err error) {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EDQUOT) {
+			lg.Fatalf("pebble: background write failed, cannot make progress: %v", err)
+		}
+	}
 }
 
 // canonicalDir creates dir and returns its absolute path with symlinks
@@ -244,6 +258,11 @@ func (e *Engine) syncWAL() error {
 func (e *Engine) Stats() (storage.Stats, error) {
 	e.mu.RLock()
 	closed := e.closed
+	var live int64
+	if !closed {
+		m := e.db.Metrics()
+		live = m.Total().TablesSize + int64(m.WAL.Size)
+	}
 	e.mu.RUnlock()
 	if closed {
 		return storage.Stats{}, fmt.Errorf("pebble: stats: %w", storage.ErrClosed)
@@ -252,7 +271,7 @@ func (e *Engine) Stats() (storage.Stats, error) {
 	if err != nil {
 		return storage.Stats{}, fmt.Errorf("pebble: stats: %w", err)
 	}
-	return storage.Stats{DiskBytes: size, Keys: -1}, nil
+	return storage.Stats{DiskBytes: size, Keys: -1, LiveBytes: live}, nil
 }
 
 // dirSize sums the sizes of the regular files in dir. Files that vanish
