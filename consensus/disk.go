@@ -93,6 +93,10 @@ func OpenDisk(lg *zap.Logger, dir string, metadata []byte) (*Disk, *Bootstrap, e
 		}
 		md, hs, ents, err := w.ReadAll()
 		if err == nil {
+			if gerr := checkContinuity(walsnap.GetIndex(), hs, ents); gerr != nil {
+				w.Close()
+				return nil, nil, fmt.Errorf("consensus: %w: the snapshot files in %s are damaged or missing; the member cannot rebuild its state", gerr, d.snapDir)
+			}
 			d.w = w
 			b.Metadata, b.HardState, b.Entries = md, hs, ents
 			return d, b, nil
@@ -269,4 +273,19 @@ func (b *Bootstrap) NewMemoryStorage() (*raft.MemoryStorage, error) {
 		return nil, fmt.Errorf("consensus: load WAL entries into raft log: %w", err)
 	}
 	return ms, nil
+}
+
+// checkContinuity refuses a log that does not follow the snapshot it was
+// opened at: entries that start later, or a commit index past the last
+// entry. Both mean the snapshot the WAL was cut at is gone, and raft would
+// otherwise panic on the hole.
+func checkContinuity(snapIndex uint64, hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	if len(ents) > 0 && ents[0].GetIndex() != snapIndex+1 {
+		return fmt.Errorf("WAL entries start at index %d, but the newest readable snapshot is at %d", ents[0].GetIndex(), snapIndex)
+	}
+	last := snapIndex + uint64(len(ents))
+	if c := hs.GetCommit(); c > last {
+		return fmt.Errorf("WAL commit index %d is past its last entry %d (newest readable snapshot at %d)", c, last, snapIndex)
+	}
+	return nil
 }

@@ -312,3 +312,31 @@ func TestDiskCorruptMiddle(t *testing.T) {
 		t.Fatalf("WAL dir holds %v", m)
 	}
 }
+
+func TestCheckContinuity(t *testing.T) {
+	ents := func(from, n uint64) []*raftpb.Entry {
+		var out []*raftpb.Entry
+		for i := range n {
+			out = append(out, &raftpb.Entry{Index: proto.Uint64(from + i), Term: proto.Uint64(1)})
+		}
+		return out
+	}
+	hs := func(commit uint64) *raftpb.HardState { return &raftpb.HardState{Commit: proto.Uint64(commit)} }
+	for _, tc := range []struct {
+		name      string
+		snap      uint64
+		hs        *raftpb.HardState
+		ents      []*raftpb.Entry
+		wantError bool
+	}{
+		{"fresh log", 0, hs(5), ents(1, 5), false},
+		{"after snapshot", 100, hs(103), ents(101, 3), false},
+		{"nothing after snapshot", 100, hs(100), nil, false},
+		{"entries start after a lost snapshot", 0, hs(103), ents(101, 3), true},
+		{"commit past the entries (lost snapshot)", 0, hs(117), ents(1, 17), true},
+	} {
+		if err := checkContinuity(tc.snap, tc.hs, tc.ents); (err != nil) != tc.wantError {
+			t.Errorf("%s: err = %v, want error %v", tc.name, err, tc.wantError)
+		}
+	}
+}
