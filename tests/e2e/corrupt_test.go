@@ -203,12 +203,30 @@ func TestCorruptWALTornTail(t *testing.T) {
 	if len(frames) < 2 {
 		t.Fatalf("%s holds %d records", last, len(frames))
 	}
+	// Power lost in the middle of writing one more record: its header and
+	// the sector it starts in reached the disk, the following sectors did
+	// not (sector writes are atomic, so a torn record always has a whole
+	// zeroed sector, which is what etcd's WAL recognises as torn). Cutting
+	// a record that was already complete would instead be losing fsynced
+	// data the member had acknowledged to its leader, which no WAL survives.
 	fr := frames[len(frames)-1]
-	cut := fr.off + 8 + fr.recLen/2
-	if err := os.Truncate(last, cut); err != nil {
+	const tornLen = 2048
+	start := fr.end
+	boundary := (start+8)/512*512 + 512
+	n := min(boundary-(start+8), fr.recLen)
+	torn := binary.LittleEndian.AppendUint64(nil, tornLen)
+	torn = append(torn, b[fr.off+8:fr.off+8+n]...)
+	f, err := os.OpenFile(last, os.O_WRONLY, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("cut %s at %d, in the middle of its last record (%s, %d bytes at %d)", filepath.Base(last), cut, walRecordTypes[fr.rec.GetType()], fr.recLen, fr.off)
+	if _, err := f.WriteAt(torn, start); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote a torn %d-byte record (its first %d bytes) after the end of %s at %d", tornLen, len(torn), filepath.Base(last), start)
 
 	c.Restart(victim)
 	acked, unknown, _ := log.snapshot(victim)
