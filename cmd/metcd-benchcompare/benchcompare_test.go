@@ -187,7 +187,7 @@ func TestReport(t *testing.T) {
 	}
 	md := markdown(res, "performance.png", "performance-results.json")
 	for _, want := range []string{
-		"**Smoke run.**",
+		"**Smoke run of the side-by-side part.**",
 		"| put, 1 client (on the leader) | 500 req/s, p99 8.00 ms | 1000 req/s (2.00×), p99 4.00 ms (0.50×) |",
 		"| metcd (pebble) | 1000 | 900, 1100 | 1.33 | 2.00 | 4.00 | 6.00 | 10.0 | 2.00× | 0.50× | 0 | 60 |",
 		"| etcd 3.7.3 | 500 | 500 |",
