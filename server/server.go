@@ -75,6 +75,9 @@ type Server struct {
 	snapshotting atomic.Bool
 	snapshotWG   sync.WaitGroup
 
+	// inUse caches the engine's size in use for quota checks, measured at
+	// sizeAt (unix nanoseconds).
+	inUse, sizeAt atomic.Int64
 	// peerClient forwards requests to the leader's peer port.
 	peerClient *http.Client
 

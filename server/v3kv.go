@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -254,7 +255,7 @@ func (s *Server) checkQuota(cost int) error {
 		return rpctypes.ErrGRPCNoSpace
 	}
 	quota := s.quota()
-	size := s.engineInUse()
+	size := s.cachedInUse()
 	if size+int64(cost) <= quota {
 		return nil
 	}
@@ -284,6 +285,22 @@ func (s *Server) engineSize() int64 {
 		return st.DiskBytes
 	}
 	return st.LiveBytes
+}
+
+// quotaRefresh bounds how often a write measures the engine: pebble's
+// size means a directory listing and its metrics, too much for every put.
+const quotaRefresh = 100 * time.Millisecond
+
+// cachedInUse is engineInUse measured at most every quotaRefresh.
+func (s *Server) cachedInUse() int64 {
+	now := time.Now().UnixNano()
+	if now-s.sizeAt.Load() < int64(quotaRefresh) {
+		return s.inUse.Load()
+	}
+	n := s.engineInUse()
+	s.inUse.Store(n)
+	s.sizeAt.Store(now)
+	return n
 }
 
 func (s *Server) engineInUse() int64 {

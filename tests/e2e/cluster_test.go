@@ -167,6 +167,9 @@ type Member struct {
 	LogPath    string
 	Join       bool
 	Extra      []string // extra flags
+	// Env is added to the environment of the process Start starts (the
+	// failpoint tests arm METCD_FAILPOINTS with it).
+	Env []string
 	// args are the flags of the member's first Start, reused by every
 	// later Start/Restart ("the same flags"), even if the cluster grew.
 	args []string
@@ -355,10 +358,13 @@ func (c *Cluster) StartArgs(i int, args []string) {
 	}
 	m.mu.Lock()
 	m.starts++
-	fmt.Fprintf(f, "=== e2e: start #%d at %s: metcd %s\n", m.starts, time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
+	fmt.Fprintf(f, "=== e2e: start #%d at %s: %s metcd %s\n", m.starts, time.Now().Format(time.RFC3339Nano), strings.Join(m.Env, " "), strings.Join(args, " "))
 	m.mu.Unlock()
 	cmd := exec.Command(binPath, args...)
 	cmd.Dir = m.WorkDir
+	if len(m.Env) > 0 {
+		cmd.Env = append(os.Environ(), m.Env...)
+	}
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.SysProcAttr = procAttr()

@@ -34,50 +34,11 @@ var faultElection = []string{"--heartbeat-interval", "50", "--election-timeout",
 // startWithEnv starts member i as Start does (the flags of its first
 // start, computed now if it never ran), with env added to the process
 // environment. Restart and Start later run it without env.
-//
-// The harness has no per-member environment: this repeats StartArgs with
-// cmd.Env set. (An Env []string field on Member, used by StartArgs, would
-// replace it.)
 func startWithEnv(c *Cluster, i int, env ...string) {
 	c.t.Helper()
-	m := c.Members[i]
-	if m.args == nil {
-		m.args = c.Args(i)
-	}
-	if m.Running() {
-		c.t.Fatalf("member %d already running", m.ID)
-	}
-	f, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		c.t.Fatalf("opening log: %v", err)
-	}
-	m.mu.Lock()
-	m.starts++
-	fmt.Fprintf(f, "=== e2e: start #%d at %s: %s metcd %s\n", m.starts, time.Now().Format(time.RFC3339Nano), strings.Join(env, " "), strings.Join(m.args, " "))
-	m.mu.Unlock()
-	cmd := exec.Command(binPath, m.args...)
-	cmd.Dir = m.WorkDir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = f
-	cmd.Stderr = f
-	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		c.t.Fatalf("starting member %d: %v", m.ID, err)
-	}
-	done := make(chan struct{})
-	m.mu.Lock()
-	m.cmd, m.done, m.state, m.waitErr, m.expected = cmd, done, nil, nil, false
-	m.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		f.Close()
-		m.mu.Lock()
-		m.state = cmd.ProcessState
-		m.waitErr = err
-		m.mu.Unlock()
-		close(done)
-	}()
+	c.Members[i].Env = env
+	defer func() { c.Members[i].Env = nil }()
+	c.Start(i)
 }
 
 // faultClient is a clientv3 client on the given members, closed in
