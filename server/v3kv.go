@@ -256,6 +256,12 @@ func (s *Server) checkQuota(cost int) error {
 	}
 	quota := s.quota()
 	size := s.cachedInUse()
+	if size+int64(cost) > quota {
+		// Only an answer under the quota may come from the cache: space
+		// may have been freed (compaction, alarm disarm) since.
+		size = s.engineInUse()
+		s.inUse.Store(size)
+	}
 	if size+int64(cost) <= quota {
 		return nil
 	}
