@@ -47,9 +47,16 @@ func newIterator(r getter, owner *registry[*iterator], opts storage.IterOptions)
 		it.done = true
 		return it, nil
 	}
+	// An empty Lower admits every key, as nil does; pass nil, because
+	// Pebble's invariant builds (-race) read lower[0] when seeking to a
+	// non-nil bound and panic on an empty one.
+	lower := opts.Lower
+	if len(lower) == 0 {
+		lower = nil
+	}
 	// Pebble copies the bounds into iterator-owned buffers
 	// (Iterator.processBounds), so the caller may reuse its slices.
-	pi, err := r.NewIter(&pebble.IterOptions{LowerBound: opts.Lower, UpperBound: opts.Upper})
+	pi, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: opts.Upper})
 	if err != nil {
 		return nil, err
 	}
