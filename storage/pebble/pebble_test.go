@@ -512,6 +512,7 @@ func TestCloseRacesWithUse(t *testing.T) {
 		s.Close()
 	}
 }
+
 // An empty non-nil Lower must behave as nil. Pebble pools its iterators and
 // copies bounds into the pooled buffers, so an empty Lower reaches Pebble
 // as non-nil only after an iterator with a real bound has been recycled;
