@@ -175,6 +175,10 @@ func (s *Store) Restore(r io.Reader, fresh storage.Engine) (uint64, error) {
 	s.mu.Lock()
 	old := s.eng
 	s.eng = fresh
+	if s.cache != nil {
+		// It knew the old engine.
+		s.cache.clear()
+	}
 	s.applied.Store(applied)
 	s.mu.Unlock()
 	if old != nil && old != fresh {

@@ -50,6 +50,10 @@ type Store struct {
 
 	// applied is the raft index of the last committed Txn.
 	applied atomic.Uint64
+
+	// cache, if set, serves the transactions' point reads of hot keys; it
+	// belongs to the goroutine running transactions (see SetReadCache).
+	cache *readCache
 }
 
 // Open wraps eng and loads the applied index it holds.
@@ -221,7 +225,7 @@ type Txn struct {
 func (s *Store) NewTxn() *Txn {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &Txn{s: s, ov: overlay.New(s.eng)}
+	return &Txn{s: s, ov: overlay.New(s.base())}
 }
 
 // Batch is the transaction's batch, for the other state machines that
@@ -269,9 +273,23 @@ func (t *Txn) Commit(applied uint64, sync bool) error {
 		return fmt.Errorf("kvstore: commit applied index %d: %w", applied, err)
 	}
 	if err := b.Commit(sync); err != nil {
+		if t.s.cache != nil {
+			// The engine's state is unknown now.
+			t.s.cache.clear()
+		}
 		return fmt.Errorf("kvstore: commit applied index %d: %w", applied, err)
 	}
 	t.s.applied.Store(applied)
+	if c := t.s.cache; c != nil {
+		// Write the committed values through, so that a key written now
+		// and again in the next batch costs no engine lookup.
+		t.ov.Ascend(func(key, value []byte, deleted bool) bool {
+			if c.keep(key) {
+				c.set(key, value, !deleted)
+			}
+			return true
+		})
+	}
 	return nil
 }
 

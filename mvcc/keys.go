@@ -175,3 +175,14 @@ func parseInt64(b []byte) (int64, error) {
 	}
 	return int64(binary.BigEndian.Uint64(b)), nil
 }
+
+// HotKey reports whether key is one that write transactions read on every
+// write and that only write transactions change: a key's current record
+// and the revision and key counters. A read cache in front of the engine
+// may keep these (kvstore.Store.SetReadCache); the history and index
+// records, which physical compaction deletes on its own goroutine, are
+// not among them.
+func HotKey(key []byte) bool {
+	return bytes.HasPrefix(key, prefixCurrent) ||
+		bytes.Equal(key, metaRev) || bytes.Equal(key, metaCompact) || bytes.Equal(key, metaKeys)
+}

@@ -363,6 +363,13 @@ func (s *Server) openStore(boot *consensus.Bootstrap) error {
 		eng.Close()
 		return err
 	}
+	if eng.Durable() {
+		// A put reads its key's current record and the revision counters;
+		// on disk engines that is an LSM or B+tree lookup each, which the
+		// profile showed as a fifth of a member's CPU under many writers.
+		// The memory engine answers as fast as a cache would.
+		st.SetReadCache(mvcc.HotKey, 0)
+	}
 	s.store = st
 	si := boot.SnapshotIndex()
 	if si == 0 || (eng.Durable() && st.Applied() >= si) {

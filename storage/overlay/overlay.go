@@ -157,13 +157,25 @@ func (b *Batch) Len() int { return b.t.Len() }
 // replayed even for keys the base never had, which storage.Batch allows.
 // ApplyTo does not change b: call Reset after committing dst.
 func (b *Batch) ApplyTo(dst storage.Batch) {
-	b.t.Ascend(func(e entry) bool {
-		if e.del {
-			dst.Delete(e.key())
+	b.Ascend(func(key, value []byte, deleted bool) bool {
+		if deleted {
+			dst.Delete(key)
 		} else {
-			dst.Put(e.key(), e.value())
+			dst.Put(key, value)
 		}
 		return true
+	})
+}
+
+// Ascend calls fn for each pending write in ascending key order (the last
+// write to each key) until fn returns false. The slices belong to b and
+// are valid until the next write or Reset; value is nil for a delete.
+func (b *Batch) Ascend(fn func(key, value []byte, deleted bool) bool) {
+	b.t.Ascend(func(e entry) bool {
+		if e.del {
+			return fn(e.key(), nil, true)
+		}
+		return fn(e.key(), e.value(), false)
 	})
 }
 
