@@ -185,7 +185,7 @@ func TestReport(t *testing.T) {
 	if e.ReqPerS != 500 || len(e.Failed) != 1 {
 		t.Errorf("aggregate with a failed round: %+v", e)
 	}
-	md := markdown(res, "performance.png", "performance-results.json")
+	md := markdown(res, "performance.png", "performance-results.json", "## Where the time goes\n\nprose")
 	for _, want := range []string{
 		"**Smoke run of the side-by-side part.**",
 		"| put, 1 client (on the leader) | 500 req/s, p99 8.00 ms | 1000 req/s (2.00×), p99 4.00 ms (0.50×) |",
@@ -196,6 +196,7 @@ func TestReport(t *testing.T) {
 		"| 10k | metcd (pebble) | 0.5 (20,000) | 40 / 41 | 5000 (30.00) | 9000 (20.00) |",
 		"| 10k | metcd (pebble) | 0.01 | 0.40 | - | 0.70 | yes | 45 |",
 		"failed: prefill: boom",
+		"\n\n## Where the time goes\n\nprose\n\n## How to reproduce",
 		"![metcd and etcd side by side](performance.png)",
 		"| CPUs (nproc) | 2 |",
 		"--snapshot-count 10000 --quota-backend-bytes 8589934592",

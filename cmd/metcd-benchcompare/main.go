@@ -103,7 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fs.PrintDefaults()
 	}
 	var parts, workloads, engines, growthKeys, quota string
-	fs.StringVar(&parts, "parts", "compare,growth", "what to run: compare (the workloads side by side), growth (cost as the key count grows), or both")
+	fs.StringVar(&parts, "parts", "compare,growth", "what to run: compare (the workloads side by side), growth (cost as the key count grows), or both; report alone re-renders the page and chart from --json")
 	fs.BoolVar(&o.quick, "quick", false, "a smoke run: --duration 2s, --warmup 0, --rounds 1, --growth-keys 10k, --growth-duration 2s (unless set); results are marked as such")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "length of each measured run")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured run of the workload before each measured one (not for watch)")
@@ -180,8 +180,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return bad("--parts: none given")
 	}
 	for _, p := range o.parts {
-		if p != "compare" && p != "growth" {
-			return bad("--parts: unknown part %q: want compare or growth", p)
+		if p != "compare" && p != "growth" && p != "report" {
+			return bad("--parts: unknown part %q: want compare, growth or report", p)
+		}
+		if p == "report" && len(o.parts) > 1 {
+			return bad("--parts: report re-renders the page from --json and runs nothing; give it alone")
 		}
 	}
 	o.engines = splitList(engines)
@@ -408,6 +411,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 			*p = filepath.Join(e.root, *p)
 		}
 	}
+	if len(o.parts) == 1 && o.parts[0] == "report" {
+		e.res = loadResults(o.outJSON)
+		return e.writeReport(stdout)
+	}
 	work := o.workDir
 	if work == "" {
 		if work, err = os.MkdirTemp("", "metcd-benchcompare-"); err != nil {
@@ -494,20 +501,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	e.res.Generated = nowUTC()
 	e.save()
 
-	if o.outMD != "" {
-		if err := writeFileAtomic(o.outMD, []byte(markdown(e.res, filepath.Base(o.outPNG), filepath.Base(o.outJSON)))); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "Report: %s\n", o.outMD)
-	}
-	if o.outPNG != "" {
-		if err := writePNGFile(o.outPNG, e.res); err != nil {
-			return fmt.Errorf("rendering %s: %w", o.outPNG, err)
-		}
-		fmt.Fprintf(stdout, "Chart:  %s\n", o.outPNG)
-	}
-	if o.outJSON != "" {
-		fmt.Fprintf(stdout, "Raw:    %s\n", o.outJSON)
+	if err := e.writeReport(stdout); err != nil {
+		return err
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -554,4 +549,36 @@ func main() {
 		fmt.Fprintln(os.Stderr, "metcd-benchcompare:", err)
 		os.Exit(1)
 	}
+}
+
+// analysisFile is the hand-written account of where the time goes, next to
+// the page; the page embeds it.
+const analysisFile = "performance-analysis.md"
+
+// writeReport writes the page and the chart from e.res.
+func (e *env) writeReport(stdout io.Writer) error {
+	var analysis string
+	if e.o.outMD != "" {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(e.o.outMD), analysisFile))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		analysis = string(b)
+	}
+	if e.o.outMD != "" {
+		if err := writeFileAtomic(e.o.outMD, []byte(markdown(e.res, filepath.Base(e.o.outPNG), filepath.Base(e.o.outJSON), analysis))); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Report: %s\n", e.o.outMD)
+	}
+	if e.o.outPNG != "" {
+		if err := writePNGFile(e.o.outPNG, e.res); err != nil {
+			return fmt.Errorf("rendering %s: %w", e.o.outPNG, err)
+		}
+		fmt.Fprintf(stdout, "Chart:  %s\n", e.o.outPNG)
+	}
+	if e.o.outJSON != "" {
+		fmt.Fprintf(stdout, "Raw:    %s\n", e.o.outJSON)
+	}
+	return nil
 }

@@ -233,7 +233,10 @@ func benchCommand(sec *CompareSection, w workloadSpec) string {
 }
 
 // markdown renders the whole report page.
-func markdown(res *Results, pngName, jsonName string) string {
+// markdown renders the page. analysis, if not empty, is the hand-written
+// account of where the time goes (docs/performance-analysis.md), placed
+// after the measured sections: it is prose about the code, not a result.
+func markdown(res *Results, pngName, jsonName, analysis string) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	etcdLabel := res.systemLabel(kindEtcd)
@@ -288,6 +291,10 @@ func markdown(res *Results, pngName, jsonName string) string {
 	w("every member on 127.0.0.1 with its own data dir. metcd members also get `--engine <engine>`; etcd members\n")
 	w("the usual `--name`, `--initial-cluster`, `--listen-*`/`--advertise-*` URLs. Keys are %d bytes, values %d bytes.\n\n",
 		keyBytesOf(res), valueBytesOf(res))
+
+	if a := strings.TrimSpace(analysis); a != "" {
+		w("%s\n\n", a)
+	}
 
 	w("## How to reproduce\n\n")
 	w("```sh\n")
