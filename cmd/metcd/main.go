@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,16 +127,7 @@ func newLogger(level string) (*zap.Logger, error) {
 	return cfg.Build()
 }
 
-// gcPercent is the GC target used when GOGC is not set: a member's heap is
-// mostly short-lived request garbage, and collecting at 200% instead of
-// Go's 100% measured about 5% more puts/s on 2 cores for a larger heap
-// (docs/performance.md).
-const gcPercent = 200
-
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
