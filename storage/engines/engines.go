@@ -17,11 +17,23 @@ import (
 // Default is the engine used when --engine is not given.
 const Default = "pebble"
 
+// pebbleMemTableSize is the memtable size metcd gives Pebble instead of its
+// 4 MiB default. A put writes three small records and most of them are
+// overwritten soon (the key's current record, the revision counters); with
+// 4 MiB a member flushes and compacts several times a second under load, and
+// those bursts of writes and fsyncs show in the cluster's tail latency
+// (3 members, 100 clients: p99 68-84 ms at 4 MiB, 51-56 ms at 32 MiB, same
+// throughput). The cost is up to two memtables of memory and a longer WAL
+// replay on restart.
+const pebbleMemTableSize = 32 << 20
+
 // openers maps an engine name to the function that opens it in a dir.
 var openers = map[string]func(dir string) (storage.Engine, error){
 	"memory": func(string) (storage.Engine, error) { return memory.New(), nil },
 	"bolt":   func(dir string) (storage.Engine, error) { return engine(bolt.Open(dir, nil)) },
-	"pebble": func(dir string) (storage.Engine, error) { return engine(pebble.Open(dir, nil)) },
+	"pebble": func(dir string) (storage.Engine, error) {
+		return engine(pebble.Open(dir, &pebble.Options{MemTableSize: pebbleMemTableSize}))
+	},
 	"leveldb": func(dir string) (storage.Engine, error) {
 		return engine(leveldb.Open(dir, nil))
 	},
