@@ -240,11 +240,52 @@ func (d *Disk) SaveStateFrom(r io.Reader, i uint64) (int64, error) {
 	if err := failpoint.Inject(failpoint.StateSave); err != nil {
 		return 0, fmt.Errorf("consensus: save state for snapshot %d: %w", i, err)
 	}
-	n, err := d.ss.SaveDBFrom(r, i)
+	n, err := saveFile(d.snapDir, d.StateFile(i), r)
 	if err != nil {
 		return n, fmt.Errorf("consensus: save state for snapshot %d: %w", i, err)
 	}
 	return n, nil
+}
+
+// saveFile writes r to a temporary file in dir, fsyncs it, renames it to
+// name and fsyncs dir. Unlike snap.Snapshotter.SaveDBFrom it starts the
+// writeback of every few MiB as it goes: a state file can be hundreds of
+// MiB, and leaving all of it dirty until the final fsync makes that fsync
+// a burst of writes that the WAL's own fsyncs queue behind.
+func saveFile(dir, name string, r io.Reader) (int64, error) {
+	f, err := os.CreateTemp(dir, "state-*.tmp")
+	if err != nil {
+		return 0, err
+	}
+	w := &writebackWriter{f: f}
+	n, err := io.Copy(w, r)
+	if err == nil {
+		err = fileutil.Fdatasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return n, err
+	}
+	return n, syncDir(dir)
+}
+
+// syncDir fsyncs a directory, making a rename in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = fileutil.Fsync(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // OpenState opens the state stream saved for snapshot index i.

@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
@@ -338,5 +340,68 @@ func TestCheckContinuity(t *testing.T) {
 		if err := checkContinuity(tc.snap, tc.hs, tc.ents); (err != nil) != tc.wantError {
 			t.Errorf("%s: err = %v, want error %v", tc.name, err, tc.wantError)
 		}
+	}
+}
+
+// TestSaveStateFrom saves state streams larger than the writeback chunk,
+// replaces one, and checks what OpenState reads back, that a failed stream
+// leaves neither a state file nor a temporary file behind, and that the
+// snapshot dir holds nothing else.
+func TestSaveStateFrom(t *testing.T) {
+	d, _, err := OpenDisk(testLogger(t), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	payload := func(seed byte, n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i*7)
+		}
+		return b
+	}
+	check := func(i uint64, want []byte) {
+		t.Helper()
+		f, err := d.OpenState(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		got, err := io.ReadAll(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("state %d: read %d bytes, want the %d saved", i, len(got), len(want))
+		}
+	}
+	big := payload(1, 3*writebackChunk+12345)
+	if n, err := d.SaveStateFrom(bytes.NewReader(big), 10); err != nil || n != int64(len(big)) {
+		t.Fatalf("save: n=%d err=%v", n, err)
+	}
+	check(10, big)
+	other := payload(2, writebackChunk/2)
+	if _, err := d.SaveStateFrom(bytes.NewReader(other), 10); err != nil {
+		t.Fatal(err)
+	}
+	check(10, other)
+
+	broken := io.MultiReader(bytes.NewReader(big), iotest.ErrReader(errors.New("stream cut")))
+	if _, err := d.SaveStateFrom(broken, 20); err == nil || !strings.Contains(err.Error(), "stream cut") {
+		t.Fatalf("save of a failing stream: err=%v, want the stream's error", err)
+	}
+	if _, err := os.Stat(d.StateFile(20)); !os.IsNotExist(err) {
+		t.Fatalf("a failed save left %s (stat err %v)", d.StateFile(20), err)
+	}
+	names, err := os.ReadDir(d.SnapDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0].Name() != filepath.Base(d.StateFile(10)) {
+		var got []string
+		for _, n := range names {
+			got = append(got, n.Name())
+		}
+		t.Fatalf("snapshot dir holds %v, want only %s", got, filepath.Base(d.StateFile(10)))
 	}
 }
