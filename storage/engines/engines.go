@@ -27,12 +27,20 @@ const Default = "pebble"
 // replay on restart.
 const pebbleMemTableSize = 32 << 20
 
+// pebbleCacheSize is Pebble's block cache in metcd, instead of the engine
+// package's 64 MiB. Blocks are cached only as they are read, so a small data
+// set does not pay for it. With 1M keys (3 members, 256-byte values, 100
+// clients) 64 -> 256 MiB took the prefill from 48-50 s to 32-34 s and
+// linearizable ranges from 11.5-11.7 k/s to 14.3 k/s, for about 200 MiB more
+// RSS per member (465 -> 670 MiB; etcd 3.7.3 holds about 750 MiB there).
+const pebbleCacheSize = 256 << 20
+
 // openers maps an engine name to the function that opens it in a dir.
 var openers = map[string]func(dir string) (storage.Engine, error){
 	"memory": func(string) (storage.Engine, error) { return memory.New(), nil },
 	"bolt":   func(dir string) (storage.Engine, error) { return engine(bolt.Open(dir, nil)) },
 	"pebble": func(dir string) (storage.Engine, error) {
-		return engine(pebble.Open(dir, &pebble.Options{MemTableSize: pebbleMemTableSize}))
+		return engine(pebble.Open(dir, &pebble.Options{MemTableSize: pebbleMemTableSize, CacheSize: pebbleCacheSize}))
 	},
 	"leveldb": func(dir string) (storage.Engine, error) {
 		return engine(leveldb.Open(dir, nil))
