@@ -311,3 +311,49 @@ func TestAgainstMetcd(t *testing.T) {
 		t.Errorf("growth point %+v", p)
 	}
 }
+
+// TestTooBig: only in-memory engines are skipped, from the RSS measured at
+// the largest smaller key count, scaled linearly to the new count.
+func TestTooBig(t *testing.T) {
+	mem := system{Name: "metcd-memory", Kind: "metcd", Engine: "memory"}
+	peb := system{Name: "metcd-pebble", Kind: "metcd", Engine: "pebble"}
+	et := system{Name: "etcd", Kind: kindEtcd}
+	const total = 24 << 20 // KiB: 24 GiB
+	rss := func(kib ...int64) []procMem {
+		var ms []procMem
+		for _, k := range kib {
+			ms = append(ms, procMem{RSSKiB: k})
+		}
+		return ms
+	}
+	done := []GrowthPoint{
+		{System: "metcd-memory", Keys: 10_000, MemAfterRuns: rss(150<<10, 160<<10, 155<<10)},
+		{System: "metcd-memory", Keys: 1_000_000, MemAfterPrefill: rss(1700 << 10), MemAfterRuns: rss(1900<<10, 2000<<10, 1800<<10)},
+		{System: "metcd-pebble", Keys: 1_000_000, MemAfterRuns: rss(6000 << 10)},
+		{System: "etcd", Keys: 1_000_000, MemAfterRuns: rss(8000 << 10)},
+	}
+	// 1M -> 10M: 2000 MiB x 10 x 3 members = 58.6 GiB > 18 GiB.
+	why := tooBig(done, mem, 10_000_000, 3, total)
+	if why == "" || !strings.Contains(why, "at 1M keys") || !strings.Contains(why, "10M keys") {
+		t.Errorf("memory at 10M: %q, want a reason naming 1M and 10M", why)
+	}
+	// 1M -> 2M: 2000 MiB x 2 x 3 = 11.7 GiB, fits in 18 GiB.
+	if why := tooBig(done, mem, 2_000_000, 3, total); why != "" {
+		t.Errorf("memory at 2M: skipped (%s), want measured", why)
+	}
+	// Nothing measured before: measure.
+	if why := tooBig(nil, mem, 10_000_000, 3, total); why != "" {
+		t.Errorf("memory with no earlier point: skipped (%s)", why)
+	}
+	// Disk engines and etcd are never skipped, whatever their RSS.
+	for _, s := range []system{peb, et} {
+		if why := tooBig(done, s, 10_000_000, 3, total); why != "" {
+			t.Errorf("%s at 10M: skipped (%s)", s.Name, why)
+		}
+	}
+	// A skipped point is not a base for the next count.
+	done2 := append(done, GrowthPoint{System: "metcd-memory", Keys: 10_000_000, Skipped: "x"})
+	if why := tooBig(done2, mem, 20_000_000, 3, total); !strings.Contains(why, "at 1M keys") {
+		t.Errorf("memory at 20M after a skipped 10M: %q, want it scaled from 1M", why)
+	}
+}

@@ -52,6 +52,8 @@ type GrowthPoint struct {
 	CatchupBySnapshot bool      `json:"catchup_by_snapshot,omitempty"`
 	MemNewMember      *procMem  `json:"mem_new_member,omitempty"`
 	Error             string    `json:"error,omitempty"`
+	// Skipped says why this point was not measured (see tooBig).
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // GrowthSection is the "cost as the work grows" part.
@@ -106,6 +108,13 @@ func (e *env) runGrowth(ctx context.Context) {
 			}
 			label := fmt.Sprintf("growth, %s keys, %s", countLabel(keys), sys.Name)
 			p := GrowthPoint{System: sys.Name, Keys: keys}
+			if why := tooBig(sec.Points, sys, keys, o.members, memTotalKiB()); why != "" {
+				p.Skipped = why
+				e.logf("%s: skipped: %s", label, why)
+				sec.Points = append(sec.Points, p)
+				e.save()
+				continue
+			}
 			err := e.growthPoint(ctx, sys, keys, &p, label)
 			if ctx.Err() != nil {
 				sec.Interrupted = true
@@ -123,6 +132,52 @@ func (e *env) runGrowth(ctx context.Context) {
 	}
 	sec.Finished = nowUTC()
 	e.save()
+}
+
+// inMemoryEngines are metcd engines that hold every key in the member's
+// memory, so that their footprint grows with the key count.
+var inMemoryEngines = map[string]bool{"memory": true}
+
+// tooBig says why a system should not be measured at keys, or "" if it
+// may. A system that holds everything in memory is skipped when the RSS of
+// its members at the largest smaller key count, scaled to keys, would take
+// more than three quarters of the machine's memory: it would be killed or
+// push the machine into reclaim. Systems on disk engines keep a bounded
+// cache, and their RSS does not scale so.
+func tooBig(done []GrowthPoint, sys system, keys int64, members int, totalKiB int64) string {
+	if sys.Kind == kindEtcd || !inMemoryEngines[sys.Engine] || totalKiB <= 0 {
+		return ""
+	}
+	var prev *GrowthPoint
+	for i := range done {
+		p := &done[i]
+		if p.System == sys.Name && p.Skipped == "" && p.Keys < keys && len(p.MemAfterRuns) > 0 && (prev == nil || p.Keys > prev.Keys) {
+			prev = p
+		}
+	}
+	if prev == nil {
+		return ""
+	}
+	var peak int64
+	for _, m := range append(append([]procMem{}, prev.MemAfterPrefill...), prev.MemAfterRuns...) {
+		peak = max(peak, m.RSSKiB)
+	}
+	need := peak * keys / prev.Keys * int64(members)
+	if need <= totalKiB/4*3 {
+		return ""
+	}
+	return fmt.Sprintf("the %s engine keeps every key in memory: its members held up to %s each at %s keys, so %s keys would need about %s for %d members, more than 3/4 of this machine's %s",
+		sys.Engine, bytesLabel(peak<<10), countLabel(prev.Keys), countLabel(keys), bytesLabel(need<<10), members, bytesLabel(totalKiB<<10))
+}
+
+// memTotalKiB is the machine's memory from /proc/meminfo, 0 if unknown.
+func memTotalKiB() int64 {
+	f := strings.Fields(procField("/proc/meminfo", "MemTotal"))
+	if len(f) != 2 || f[1] != "kB" {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[0], 10, 64)
+	return n
 }
 
 // newMemberClient is a clientv3 client on the cluster's running members.

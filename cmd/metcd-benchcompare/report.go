@@ -461,8 +461,9 @@ func writeGrowth(b *strings.Builder, res *Results, sec *GrowthSection) {
 	w("the applied index it checks its own proposals against, so it cannot publish itself and serve clients until it\n")
 	w("applies an entry after the snapshot; in an idle cluster it waits forever; its figure may also include one 7 s\n")
 	w("publish timeout, when its first attempt to publish itself is lost while it installs the snapshot). Memory is VmRSS from\n")
-	w("`/proc/<pid>/status` of each member (members in id order). Key counts: %s (`--growth-keys`; 10M is possible but\n", countsLabel(sec.Keys))
-	w("takes long on a small machine). Measured from %s to %s.", sec.Started, orDash(sec.Finished))
+	w("`/proc/<pid>/status` of each member (members in id order). Key counts: %s (`--growth-keys`; 10M takes long on a\n", countsLabel(sec.Keys))
+	w("small machine). A system that keeps every key in memory is skipped at a key count its members' RSS at the previous\n")
+	w("count, scaled up, would not fit in three quarters of the machine's memory. Measured from %s to %s.", sec.Started, orDash(sec.Finished))
 	if sec.Interrupted {
 		w(" **Interrupted**: some points are missing.")
 	}
@@ -478,6 +479,9 @@ func writeGrowth(b *strings.Builder, res *Results, sec *GrowthSection) {
 			rng = fmt.Sprintf("%s (%s)", rate(p.Range.ReqPerSec), num(p.Range.P99Ms, 2))
 		}
 		pre := "-"
+		if p.Skipped != "" {
+			pre = "skipped (below)"
+		}
 		if p.PrefillSeconds > 0 {
 			pre = fmt.Sprintf("%s (%s)", num(p.PrefillSeconds, 1), rate(float64(p.Keys)/p.PrefillSeconds))
 		}
@@ -507,6 +511,9 @@ func writeGrowth(b *strings.Builder, res *Results, sec *GrowthSection) {
 		note := ""
 		if p.Error != "" {
 			note = "failed: " + mdEscape(firstLine(p.Error))
+		}
+		if p.Skipped != "" {
+			note = "skipped: " + mdEscape(p.Skipped)
 		}
 		var rr, nr int64
 		if p.MemAfterRestart != nil {
