@@ -312,34 +312,44 @@ func TestAgainstMetcd(t *testing.T) {
 	}
 }
 
-// TestTooBig: only in-memory engines are skipped, from the RSS measured at
-// the largest smaller key count, scaled linearly to the new count.
+// TestTooBig: only in-memory engines are skipped, from the RSS growth
+// measured at smaller key counts, projected to the new count.
 func TestTooBig(t *testing.T) {
 	mem := system{Name: "metcd-memory", Kind: "metcd", Engine: "memory"}
 	peb := system{Name: "metcd-pebble", Kind: "metcd", Engine: "pebble"}
 	et := system{Name: "etcd", Kind: kindEtcd}
 	const total = 24 << 20 // KiB: 24 GiB
-	rss := func(kib ...int64) []procMem {
+	rss := func(mib ...int64) []procMem {
 		var ms []procMem
-		for _, k := range kib {
-			ms = append(ms, procMem{RSSKiB: k})
+		for _, m := range mib {
+			ms = append(ms, procMem{RSSKiB: m << 10})
 		}
 		return ms
 	}
+	small := GrowthPoint{System: "metcd-memory", Keys: 10_000, MemAfterRuns: rss(150, 160, 155)}
 	done := []GrowthPoint{
-		{System: "metcd-memory", Keys: 10_000, MemAfterRuns: rss(150<<10, 160<<10, 155<<10)},
-		{System: "metcd-memory", Keys: 1_000_000, MemAfterPrefill: rss(1700 << 10), MemAfterRuns: rss(1900<<10, 2000<<10, 1800<<10)},
-		{System: "metcd-pebble", Keys: 1_000_000, MemAfterRuns: rss(6000 << 10)},
-		{System: "etcd", Keys: 1_000_000, MemAfterRuns: rss(8000 << 10)},
+		small,
+		{System: "metcd-memory", Keys: 1_000_000, MemAfterPrefill: rss(1700), MemAfterRuns: rss(1900, 2000, 1800)},
+		{System: "metcd-pebble", Keys: 1_000_000, MemAfterRuns: rss(6000)},
+		{System: "etcd", Keys: 1_000_000, MemAfterRuns: rss(8000)},
 	}
-	// 1M -> 10M: 2000 MiB x 10 x 3 members = 58.6 GiB > 18 GiB.
+	// 10k -> 1M: the 10k point's RSS is mostly fixed overhead; it alone
+	// must not skip 1M (150 MiB x 100 would be 44 GiB for 3 members).
+	if why := tooBig([]GrowthPoint{small}, mem, 1_000_000, 3, total); why != "" {
+		t.Errorf("memory at 1M after 10k: skipped (%s), want measured", why)
+	}
+	// 10k, 1M -> 10M: about 1.9 KiB a key more, 2000 MiB + 17 GiB a member.
 	why := tooBig(done, mem, 10_000_000, 3, total)
 	if why == "" || !strings.Contains(why, "at 1M keys") || !strings.Contains(why, "10M keys") {
 		t.Errorf("memory at 10M: %q, want a reason naming 1M and 10M", why)
 	}
-	// 1M -> 2M: 2000 MiB x 2 x 3 = 11.7 GiB, fits in 18 GiB.
+	// 1M -> 2M: 2000 + 1870 MiB a member, 11.3 GiB for 3: fits in 18 GiB.
 	if why := tooBig(done, mem, 2_000_000, 3, total); why != "" {
 		t.Errorf("memory at 2M: skipped (%s), want measured", why)
+	}
+	// One large point alone is scaled: 2000 MiB x 10 x 3 members.
+	if why := tooBig(done[1:2], mem, 10_000_000, 3, total); why == "" {
+		t.Errorf("memory at 10M from 1M alone: measured, want skipped")
 	}
 	// Nothing measured before: measure.
 	if why := tooBig(nil, mem, 10_000_000, 3, total); why != "" {
@@ -354,6 +364,6 @@ func TestTooBig(t *testing.T) {
 	// A skipped point is not a base for the next count.
 	done2 := append(done, GrowthPoint{System: "metcd-memory", Keys: 10_000_000, Skipped: "x"})
 	if why := tooBig(done2, mem, 20_000_000, 3, total); !strings.Contains(why, "at 1M keys") {
-		t.Errorf("memory at 20M after a skipped 10M: %q, want it scaled from 1M", why)
+		t.Errorf("memory at 20M after a skipped 10M: %q, want it projected from 1M", why)
 	}
 }

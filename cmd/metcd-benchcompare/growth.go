@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -139,36 +140,52 @@ func (e *env) runGrowth(ctx context.Context) {
 var inMemoryEngines = map[string]bool{"memory": true}
 
 // tooBig says why a system should not be measured at keys, or "" if it
-// may. A system that holds everything in memory is skipped when the RSS of
-// its members at the largest smaller key count, scaled to keys, would take
-// more than three quarters of the machine's memory: it would be killed or
-// push the machine into reclaim. Systems on disk engines keep a bounded
+// may. A system that holds everything in memory is skipped when its
+// members' RSS, projected to keys, would take more than three quarters of
+// the machine's memory: it would be killed or push the machine into
+// reclaim. The projection follows the growth between the two largest
+// smaller key counts measured, or scales the one measured point when it
+// holds at least minProjectKeys (below that, a member's fixed overhead
+// would dominate the projection). Systems on disk engines keep a bounded
 // cache, and their RSS does not scale so.
 func tooBig(done []GrowthPoint, sys system, keys int64, members int, totalKiB int64) string {
 	if sys.Kind == kindEtcd || !inMemoryEngines[sys.Engine] || totalKiB <= 0 {
 		return ""
 	}
-	var prev *GrowthPoint
-	for i := range done {
-		p := &done[i]
-		if p.System == sys.Name && p.Skipped == "" && p.Keys < keys && len(p.MemAfterRuns) > 0 && (prev == nil || p.Keys > prev.Keys) {
-			prev = p
+	type point struct{ keys, peak int64 }
+	var pts []point // ascending keys, measured, below keys
+	for _, p := range done {
+		if p.System != sys.Name || p.Skipped != "" || p.Keys >= keys || len(p.MemAfterRuns) == 0 {
+			continue
 		}
+		var peak int64
+		for _, m := range append(append([]procMem{}, p.MemAfterPrefill...), p.MemAfterRuns...) {
+			peak = max(peak, m.RSSKiB)
+		}
+		pts = append(pts, point{p.Keys, peak})
 	}
-	if prev == nil {
+	sort.Slice(pts, func(i, j int) bool { return pts[i].keys < pts[j].keys })
+	var need int64 // per member
+	switch n := len(pts); {
+	case n >= 2 && pts[n-1].keys > pts[n-2].keys:
+		hi, lo := pts[n-1], pts[n-2]
+		slope := float64(hi.peak-lo.peak) / float64(hi.keys-lo.keys)
+		need = hi.peak + int64(max(slope, 0)*float64(keys-hi.keys))
+	case n >= 1 && pts[n-1].keys >= minProjectKeys:
+		need = pts[n-1].peak * keys / pts[n-1].keys
+	default:
 		return ""
 	}
-	var peak int64
-	for _, m := range append(append([]procMem{}, prev.MemAfterPrefill...), prev.MemAfterRuns...) {
-		peak = max(peak, m.RSSKiB)
-	}
-	need := peak * keys / prev.Keys * int64(members)
-	if need <= totalKiB/4*3 {
+	if need*int64(members) <= totalKiB/4*3 {
 		return ""
 	}
+	last := pts[len(pts)-1]
 	return fmt.Sprintf("the %s engine keeps every key in memory: its members held up to %s each at %s keys, so %s keys would need about %s for %d members, more than 3/4 of this machine's %s",
-		sys.Engine, bytesLabel(peak<<10), countLabel(prev.Keys), countLabel(keys), bytesLabel(need<<10), members, bytesLabel(totalKiB<<10))
+		sys.Engine, bytesLabel(last.peak<<10), countLabel(last.keys), countLabel(keys), bytesLabel(need*int64(members)<<10), members, bytesLabel(totalKiB<<10))
 }
+
+// minProjectKeys is the smallest key count whose RSS tooBig scales up alone.
+const minProjectKeys = 100_000
 
 // memTotalKiB is the machine's memory from /proc/meminfo, 0 if unknown.
 func memTotalKiB() int64 {
