@@ -462,8 +462,8 @@ func writeGrowth(b *strings.Builder, res *Results, sec *GrowthSection) {
 	w("applies an entry after the snapshot; in an idle cluster it waits forever; its figure may also include one 7 s\n")
 	w("publish timeout, when its first attempt to publish itself is lost while it installs the snapshot). Memory is VmRSS from\n")
 	w("`/proc/<pid>/status` of each member (members in id order). Key counts: %s (`--growth-keys`; 10M takes long on a\n", countsLabel(sec.Keys))
-	w("small machine). A system that keeps every key in memory is skipped at a key count its members' RSS at the previous\n")
-	w("count, scaled up, would not fit in three quarters of the machine's memory. Measured from %s to %s.", sec.Started, orDash(sec.Finished))
+	w("small machine). A system that keeps every key in memory is skipped at a key count where its members' RSS, projected\n")
+	w("from the smaller counts measured, would not fit in three quarters of the machine's memory. Measured from %s to %s.", sec.Started, orDash(sec.Finished))
 	if sec.Interrupted {
 		w(" **Interrupted**: some points are missing.")
 	}
