@@ -388,6 +388,20 @@ func (n *Node) Status() raft.Status { return n.node.Status() }
 // is already durable, in the engine or in a state file) and compacts the
 // raft log, keeping keep entries before i for slow followers.
 func (n *Node) Snapshot(i uint64, cs *raftpb.ConfState, data []byte, keep uint64) error {
+	return n.snapshot(i, cs, data, keep, true)
+}
+
+// CompactLog records a snapshot at index i in raft's in-memory log only and
+// compacts that log, keeping keep entries before i: the WAL and the
+// snapshots on disk are left as they are, so a restart still starts from
+// the newest snapshot on disk and replays the WAL after it. For a state
+// that is not durable at i; a follower that needs a compacted entry gets a
+// snapshot streamed from the live state.
+func (n *Node) CompactLog(i uint64, cs *raftpb.ConfState, data []byte, keep uint64) error {
+	return n.snapshot(i, cs, data, keep, false)
+}
+
+func (n *Node) snapshot(i uint64, cs *raftpb.ConfState, data []byte, keep uint64, onDisk bool) error {
 	// raft's MemoryStorage panics on a snapshot past its log.
 	if last, err := n.storage.LastIndex(); err != nil || i > last {
 		return fmt.Errorf("consensus: snapshot at %d is past the raft log's last index %d (%v)", i, last, err)
@@ -399,11 +413,13 @@ func (n *Node) Snapshot(i uint64, cs *raftpb.ConfState, data []byte, keep uint64
 	if err != nil {
 		return fmt.Errorf("consensus: create snapshot at %d: %w", i, err)
 	}
-	if err := n.disk.SaveSnap(s); err != nil {
-		return err
-	}
-	if err := n.disk.Release(s); err != nil {
-		return err
+	if onDisk {
+		if err := n.disk.SaveSnap(s); err != nil {
+			return err
+		}
+		if err := n.disk.Release(s); err != nil {
+			return err
+		}
 	}
 	if i > keep {
 		if err := n.storage.Compact(i - keep); err != nil && !errors.Is(err, raft.ErrCompacted) {

@@ -83,6 +83,7 @@ func (s *Server) apply(ap *consensus.Apply) error {
 			if idx <= applied || len(e.GetData()) == 0 {
 				continue
 			}
+			s.logSinceState += uint64(len(e.GetData()))
 			req, err := decodeRequest(e.GetData())
 			if err != nil {
 				// Every member skips the same bad entry, so state stays equal.
@@ -376,6 +377,7 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 	if err := s.restoreFromStateFile(si); err != nil {
 		return err
 	}
+	s.logSinceState = 0
 	s.lastIndex, s.lastTerm = si, sn.GetMetadata().GetTerm()
 	s.confState = sn.GetMetadata().GetConfState()
 	if err := s.reloadState(); err != nil {
@@ -396,8 +398,33 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 	return nil
 }
 
+// State-file pacing for engines that are not durable (see maybeSnapshot);
+// variables so that tests can scale them down.
+var (
+	// maxLogSinceState bounds the WAL such a member keeps (and replays on
+	// restart) beyond its newest state file.
+	maxLogSinceState uint64 = 128 << 20
+	// minDeferredState is the smallest state file whose rewrite is
+	// deferred: a smaller state costs little to write, and is written at
+	// every snapshot, as a durable engine is synced at every snapshot.
+	minDeferredState uint64 = 16 << 20
+)
+
 // maybeSnapshot starts a snapshot when enough entries were applied since
 // the last one. It runs on the apply goroutine; the work happens on another.
+//
+// A durable engine is synced and the snapshot recorded on disk, as etcd
+// does. An engine that is not durable (memory) is durable only through a
+// state file, which holds its whole state: writing one every SnapshotCount
+// entries would cost, per entry, the state's size divided by SnapshotCount
+// (30 KB a put with 1M keys). So once its state file is larger than
+// minDeferredState, such a member writes the next one (and a snapshot on
+// disk, and lets the WAL before it go) only when the entries applied since
+// the last one add up to the last file's size, or to maxLogSinceState: the
+// WAL it keeps is then at most about as large as its state. In between,
+// the snapshot only compacts raft's in-memory log, which bounds memory as
+// etcd's snapshot count does; a follower that needs what was compacted gets
+// the live state streamed, as from any engine.
 func (s *Server) maybeSnapshot() {
 	applied := s.store.Applied()
 	if applied-s.node.SnapshotIndex() < s.cfg.SnapshotCount || !s.snapshotting.CompareAndSwap(false, true) {
@@ -406,9 +433,10 @@ func (s *Server) maybeSnapshot() {
 	cs := proto.Clone(s.confState).(*raftpb.ConfState)
 	durable := s.store.Engine().Durable()
 	var view *kvstore.View
-	if !durable {
-		// A memory engine is durable only through the state file: take the
-		// view now, at exactly this applied index.
+	size := uint64(s.stateSize.Load())
+	writeState := !durable && (size < minDeferredState || s.logSinceState >= min(size, maxLogSinceState))
+	if writeState {
+		// Take the view now, at exactly this applied index.
 		v, err := s.store.View()
 		if err != nil {
 			s.lg.Error("cannot open view for snapshot", zap.Error(err))
@@ -416,19 +444,24 @@ func (s *Server) maybeSnapshot() {
 			return
 		}
 		view = v
+		s.logSinceState = 0
 	}
 	s.snapshotWG.Add(1)
 	go func() {
 		defer s.snapshotWG.Done()
 		defer s.snapshotting.Store(false)
-		if err := s.snapshot(applied, cs, view); err != nil {
+		if err := s.snapshot(applied, cs, durable, view); err != nil {
 			s.lg.Error("snapshot failed", zap.Uint64("index", applied), zap.Error(err))
 		}
 	}()
 }
 
-func (s *Server) snapshot(index uint64, cs *raftpb.ConfState, view *kvstore.View) error {
-	if view != nil {
+// snapshot records a snapshot at index: on disk after syncing a durable
+// engine or writing view's state file; only in raft's memory when the
+// engine is not durable and there is no view.
+func (s *Server) snapshot(index uint64, cs *raftpb.ConfState, durable bool, view *kvstore.View) error {
+	switch {
+	case view != nil:
 		defer view.Close()
 		pr, pw := io.Pipe()
 		written := make(chan struct{})
@@ -437,15 +470,24 @@ func (s *Server) snapshot(index uint64, cs *raftpb.ConfState, view *kvstore.View
 			_, err := view.WriteTo(pw)
 			pw.CloseWithError(err)
 		}()
-		_, err := s.disk.SaveStateFrom(pr, view.Applied())
+		n, err := s.disk.SaveStateFrom(pr, view.Applied())
 		pr.CloseWithError(err)
 		<-written
 		if err != nil {
 			return err
 		}
+		s.stateSize.Store(n)
 		index = view.Applied()
-	} else if err := s.store.Sync(); err != nil {
-		return fmt.Errorf("sync engine before snapshot: %w", err)
+	case durable:
+		if err := s.store.Sync(); err != nil {
+			return fmt.Errorf("sync engine before snapshot: %w", err)
+		}
+	default:
+		if err := s.node.CompactLog(index, cs, snapshotData, s.cfg.CatchUpEntries); err != nil {
+			return err
+		}
+		s.lg.Debug("raft log compacted in memory; state file not due", zap.Uint64("index", index))
+		return nil
 	}
 	if err := s.node.Snapshot(index, cs, snapshotData, s.cfg.CatchUpEntries); err != nil {
 		return err

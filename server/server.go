@@ -74,6 +74,12 @@ type Server struct {
 	// snapshotting is set while a snapshot is being written.
 	snapshotting atomic.Bool
 	snapshotWG   sync.WaitGroup
+	// logSinceState counts the bytes of the entries applied since the
+	// newest state file (engines that are not durable; see maybeSnapshot).
+	// Owned by the apply goroutine.
+	logSinceState uint64
+	// stateSize is the size of the newest state file written, 0 before one.
+	stateSize atomic.Int64
 
 	// inUse caches the engine's size in use for quota checks, measured at
 	// sizeAt (unix nanoseconds).

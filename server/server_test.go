@@ -9,6 +9,9 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -424,4 +427,83 @@ func getKey(s *Server, ctx context.Context, k []byte, lin bool) ([]byte, error) 
 func deleteKey(s *Server, ctx context.Context, k []byte) error {
 	_, err := s.DeleteKey(ctx, k)
 	return err
+}
+
+// TestMemoryStateFileDeferred: a memory member whose state file is large
+// next to the entries since it compacts raft's log in memory at every
+// snapshot count but does not rewrite the state file, and a restart
+// rebuilds every write from the older state file and the WAL after it.
+func TestMemoryStateFileDeferred(t *testing.T) {
+	if testEngine != "memory" {
+		t.Skip("memory engine only")
+	}
+	defer func(d uint64) { minDeferredState = d }(minDeferredState)
+	minDeferredState = 1 // defer from the first state file on
+	c := newTestCluster(t, 3)
+	big := bytes.Repeat([]byte("x"), 4096)
+	for i := 0; i < 100; i++ {
+		if err := putKey(c.members[i%3], ctx(t), []byte(fmt.Sprintf("big%03d", i)), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Small entries: 200 of them add up to far less than the state file.
+	for i := 0; i < 200; i++ {
+		if err := putKey(c.members[i%3], ctx(t), []byte(fmt.Sprintf("small%03d", i)), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := 1
+	stateFiles := func() (newest uint64, n int) {
+		names, err := filepath.Glob(filepath.Join(c.dirs[victim], "member", "snap", "*.snap.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range names {
+			i, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), ".snap.db"), 16, 64)
+			if err != nil {
+				t.Fatalf("state file %s: %v", name, err)
+			}
+			newest = max(newest, i)
+		}
+		return newest, len(names)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.members[victim].MemberStatus().SnapshotIndex < 275 {
+		if time.Now().After(deadline) {
+			t.Fatalf("member %d: raft log not compacted to 275 after 300 writes: %+v", victim+1, c.members[victim].MemberStatus())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The state file of the last snapshot count of the big writes (about
+	// index 100, plus the few membership entries) may be written; none of
+	// the small writes' snapshot counts may write one.
+	newest, n := stateFiles()
+	if n == 0 || newest > 140 {
+		t.Fatalf("member %d: newest state file at index %d (%d files), raft snapshot at %d: want one written, none past the big writes",
+			victim+1, newest, n, c.members[victim].MemberStatus().SnapshotIndex)
+	}
+	t.Logf("member %d: state file at %d, raft log compacted to %d", victim+1, newest, c.members[victim].MemberStatus().SnapshotIndex)
+
+	c.stop(victim)
+	c.start(victim)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if v, err := getKey(c.members[victim], ctx(t), []byte("small199"), false); err == nil && string(v) == "199" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted member did not rebuild its state: %+v", c.members[victim].MemberStatus())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < 100; i++ {
+		if v, err := getKey(c.members[victim], ctx(t), []byte(fmt.Sprintf("big%03d", i)), false); err != nil || !bytes.Equal(v, big) {
+			t.Fatalf("big%03d after restart: %d bytes, %v", i, len(v), err)
+		}
+	}
+	for i := 0; i < 200; i++ {
+		if v, err := getKey(c.members[victim], ctx(t), []byte(fmt.Sprintf("small%03d", i)), false); err != nil || string(v) != fmt.Sprint(i) {
+			t.Fatalf("small%03d after restart: %q, %v", i, v, err)
+		}
+	}
 }
