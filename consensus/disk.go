@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/metcd/metcd/internal/failpoint"
+	"github.com/metcd/metcd/internal/fsutil"
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/etcd/server/v3/storage/wal"
@@ -272,20 +273,7 @@ func saveFile(dir, name string, r io.Reader) (int64, error) {
 		os.Remove(f.Name())
 		return n, err
 	}
-	return n, syncDir(dir)
-}
-
-// syncDir fsyncs a directory, making a rename in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = fileutil.Fsync(d)
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return n, fsutil.SyncDir(dir)
 }
 
 // OpenState opens the state stream saved for snapshot index i.

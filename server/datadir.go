@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/metcd/metcd/internal/fsutil"
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 )
 
@@ -74,16 +75,7 @@ func writeMeta(dir string, m *memberMeta) error {
 	if err := os.Rename(tmp, filepath.Join(dir, metaFile)); err != nil {
 		return fmt.Errorf("install %s: %w", metaFile, err)
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := fileutil.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return fileutil.Fsync(d)
+	return fsutil.SyncDir(dir)
 }
 
 // markRemoved records that this member left the cluster, so that it refuses
@@ -92,7 +84,7 @@ func markRemoved(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, removedFile), []byte("removed from the cluster\n"), 0o600); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 func wasRemoved(dir string) bool {

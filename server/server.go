@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/metcd/metcd/consensus"
+	"github.com/metcd/metcd/internal/fsutil"
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/lease"
 	"github.com/metcd/metcd/mvcc"
@@ -464,7 +465,7 @@ func setCurrentEngineDir(dataDir, dir string) error {
 	if err := os.Rename(tmp, filepath.Join(dataDir, engineCurrentFile)); err != nil {
 		return err
 	}
-	return syncDir(dataDir)
+	return fsutil.SyncDir(dataDir)
 }
 
 func (s *Server) loadMembers() error {
