@@ -220,8 +220,54 @@ func VerifySnapshot(r io.Reader) (applied uint64, err error) {
 }
 
 // decodeSnapshot checks a stream and, when dst is not nil, writes its
-// records into dst in batches of about a chunk each.
-func decodeSnapshot(r io.Reader, dst storage.Engine) (uint64, error) {
+// records into dst: through a bulk load when dst is a storage.Loader (the
+// records come in key order, and the load becomes visible only once the
+// whole stream checked out), else in batches of about a chunk each.
+func decodeSnapshot(r io.Reader, dst storage.Engine) (applied uint64, err error) {
+	var put func(k, v []byte) error
+	var commit func() error // after each chunk
+	if l, ok := dst.(storage.Loader); ok {
+		load, lerr := l.NewLoad()
+		if lerr != nil {
+			return 0, fmt.Errorf("kvstore: restore: %w", lerr)
+		}
+		defer func() {
+			if err == nil {
+				if err = load.Finish(); err != nil {
+					err = fmt.Errorf("kvstore: restore: %w", err)
+				}
+			}
+			load.Abort()
+		}()
+		put = load.Put
+	} else if dst != nil {
+		var b storage.Batch
+		defer func() {
+			if b != nil {
+				b.Close() // a chunk the stream broke off in
+			}
+		}()
+		put = func(k, v []byte) error {
+			if b == nil {
+				b = dst.NewBatch()
+			}
+			b.Put(k, v)
+			return nil
+		}
+		commit = func() error {
+			if b == nil {
+				return nil
+			}
+			defer func() { b = nil }()
+			return b.Commit(false)
+		}
+	}
+	return decodeStream(r, put, commit)
+}
+
+// decodeStream checks a stream, giving each record to put (when not nil)
+// and calling commit (when not nil) after each chunk.
+func decodeStream(r io.Reader, put func(k, v []byte) error, commit func() error) (uint64, error) {
 	crc := crc32.New(castagnoli)
 	raw := bufio.NewReaderSize(r, 64<<10)
 	// br checksums exactly the bytes consumed, so the final checksum,
@@ -273,10 +319,6 @@ func decodeSnapshot(r io.Reader, dst storage.Engine) (uint64, error) {
 		if got, want := crc32.Checksum(payload, castagnoli), binary.BigEndian.Uint32(h[:]); got != want {
 			return 0, corrupt("chunk checksum mismatch (got %08x, want %08x)", got, want)
 		}
-		var b storage.Batch
-		if dst != nil {
-			b = dst.NewBatch()
-		}
 		rest := payload
 		for i := uint32(0); i < records; i++ {
 			var k, v []byte
@@ -287,16 +329,18 @@ func decodeSnapshot(r io.Reader, dst storage.Engine) (uint64, error) {
 			if v, rest, ok = lenPrefixed(rest); !ok {
 				return 0, corrupt("record %d: bad value", total)
 			}
-			if b != nil {
-				b.Put(k, v)
+			if put != nil {
+				if err := put(k, v); err != nil {
+					return 0, fmt.Errorf("kvstore: restore: record %d: %w", total, err)
+				}
 			}
 			total++
 		}
 		if len(rest) != 0 {
 			return 0, corrupt("%d stray bytes after chunk records", len(rest))
 		}
-		if b != nil {
-			if err := b.Commit(false); err != nil {
+		if commit != nil {
+			if err := commit(); err != nil {
 				return 0, fmt.Errorf("kvstore: restore: write chunk: %w", err)
 			}
 		}

@@ -124,3 +124,28 @@ type Engine interface {
 type Compacter interface {
 	Compact() error
 }
+
+// Loader is implemented by engines that take a long run of keys in
+// ascending order faster than through batches: Pebble writes them straight
+// into sorted tables and adds the tables to its tree, skipping its log, its
+// memtables and the compactions that would follow. A snapshot install
+// into a fresh engine is such a run.
+type Loader interface {
+	NewLoad() (Load, error)
+}
+
+// Load is a bulk load in progress. Nothing it holds is visible until
+// Finish, which makes all of it visible at once and durable; keys already
+// in the engine are overwritten by loaded ones. A Load is used by one
+// goroutine.
+type Load interface {
+	// Put adds key with value. Keys must come in strictly ascending order;
+	// a key not greater than the one before is an error, and the load must
+	// then be aborted.
+	Put(key, value []byte) error
+	// Finish makes the loaded keys visible and durable.
+	Finish() error
+	// Abort discards the load and what it wrote. After Finish it is a
+	// no-op returning nil, so `defer l.Abort()` is always safe.
+	Abort() error
+}

@@ -36,6 +36,16 @@
 // copied into per-iterator buffers, so callers may even write into them
 // without corrupting Pebble's blocks or memtable.
 //
+// # Bulk loads
+//
+// Engine implements storage.Loader: NewLoad takes keys in strictly
+// ascending order and writes them into sstables of about 64 MiB in
+// load.tmp/ inside the store's directory, each fsynced when it is full;
+// Finish ingests them all at once (Pebble links them into the tree and
+// syncs its manifest), and Abort deletes them. Ingested tables skip the
+// WAL, the memtables and the compactions that batches would cause; into
+// an empty store they go to the bottom level. A snapshot install uses it.
+//
 // # Closing
 //
 // Pebble panics when a closed DB, snapshot or iterator is used, and reports

@@ -64,6 +64,7 @@ type Engine struct {
 	mu     sync.RWMutex
 	closed bool
 	db     *pebble.DB
+	opts   *pebble.Options // as opened, with Pebble's defaults filled in
 
 	iters registry[*iterator] // open iterators on the engine itself
 	snaps registry[*snapshot] // open snapshots
@@ -96,17 +97,21 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	// cache is freed when the DB is closed.
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
-	db, err := pebble.Open(path, &pebble.Options{
+	po := &pebble.Options{
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       o.MemTableSize,
 		Logger:             o.Logger,
 		EventListener:      &pebble.EventListener{BackgroundError: stopOnDiskError(o.Logger)},
-	})
+	}
+	db, err := pebble.Open(path, po)
 	if err != nil {
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
-	return &Engine{dir: path, db: db}, nil
+	// Open filled in its own copy; a load's table writers need the same.
+	po = po.Clone()
+	po.EnsureDefaults()
+	return &Engine{dir: path, db: db, opts: po}, nil
 }
 
 // stopOnDiskError makes a background flush or compaction that fails for
