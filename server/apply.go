@@ -434,7 +434,14 @@ func (s *Server) maybeSnapshot() {
 	durable := s.store.Engine().Durable()
 	var view *kvstore.View
 	size := uint64(s.stateSize.Load())
-	writeState := !durable && (size < minDeferredState || s.logSinceState >= min(size, maxLogSinceState))
+	// A failed state file is written again one snapshot count later (the
+	// snapshot counts in between compact raft's log in memory).
+	retry := false
+	if f := s.stateFailedAt.Load(); !durable && f != 0 && applied >= f+s.cfg.SnapshotCount {
+		retry = true
+		s.stateFailedAt.Store(0)
+	}
+	writeState := !durable && (retry || size < minDeferredState || s.logSinceState >= min(size, maxLogSinceState))
 	if writeState {
 		// Take the view now, at exactly this applied index.
 		v, err := s.store.View()
@@ -451,6 +458,9 @@ func (s *Server) maybeSnapshot() {
 		defer s.snapshotWG.Done()
 		defer s.snapshotting.Store(false)
 		if err := s.snapshot(applied, cs, durable, view); err != nil {
+			if view != nil {
+				s.stateFailedAt.Store(applied)
+			}
 			s.lg.Error("snapshot failed", zap.Uint64("index", applied), zap.Error(err))
 		}
 	}()

@@ -81,6 +81,12 @@ type Server struct {
 	logSinceState uint64
 	// stateSize is the size of the newest state file written, 0 before one.
 	stateSize atomic.Int64
+	// stateFailedAt is the applied index of a state file that could not be
+	// written (0: none pending), set by the snapshot goroutine, so that the
+	// apply goroutine writes one again a snapshot count later instead of
+	// waiting for another state's worth of log (logSinceState was reset
+	// when the view was taken).
+	stateFailedAt atomic.Uint64
 
 	// inUse caches the engine's size in use for quota checks, measured at
 	// sizeAt (unix nanoseconds).

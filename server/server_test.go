@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metcd/metcd/internal/failpoint"
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/engines"
@@ -505,5 +506,86 @@ func TestMemoryStateFileDeferred(t *testing.T) {
 		if v, err := getKey(c.members[victim], ctx(t), []byte(fmt.Sprintf("small%03d", i)), false); err != nil || string(v) != fmt.Sprint(i) {
 			t.Fatalf("small%03d after restart: %q, %v", i, v, err)
 		}
+	}
+}
+
+// TestMemoryStateFileRetried: a state file that could not be written (a
+// full disk) is written again a snapshot count later, not only after
+// another state's worth of log.
+func TestMemoryStateFileRetried(t *testing.T) {
+	if testEngine != "memory" {
+		t.Skip("memory engine only")
+	}
+	defer func(d uint64) { minDeferredState = d }(minDeferredState)
+	minDeferredState = 1
+	c := newTestCluster(t, 3)
+	victim := c.members[1]
+	big := bytes.Repeat([]byte("x"), 4096)
+	write := func(prefix string, n int, v []byte) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if err := putKey(c.members[i%3], ctx(t), []byte(fmt.Sprintf("%s%03d", prefix, i)), v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// waitCompacted waits until the victim's raft log is compacted past
+	// everything but the last snapshot count's worth of entries.
+	waitCompacted := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st := victim.MemberStatus()
+			if st.AppliedIndex-st.SnapshotIndex < 25 && st.AppliedIndex > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("raft log not compacted: %+v", st)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	newestState := func() uint64 {
+		t.Helper()
+		names, err := filepath.Glob(filepath.Join(c.dirs[1], "member", "snap", "*.snap.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var newest uint64
+		for _, name := range names {
+			i, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), ".snap.db"), 16, 64)
+			if err != nil {
+				t.Fatalf("state file %s: %v", name, err)
+			}
+			newest = max(newest, i)
+		}
+		return newest
+	}
+
+	write("big", 100, big)
+	waitCompacted()
+	size := victim.stateSize.Load()
+	if size <= 0 {
+		t.Fatalf("no state file after 100 writes of 4 KiB")
+	}
+	// While the disk refuses state files, write a little more than the
+	// state's size in entries: a state file falls due and fails.
+	restore, err := failpoint.Enable(failpoint.StateSave + "=error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := newestState()
+	write("more", int(size/4096)+40, big)
+	waitCompacted()
+	restore()
+	if got := newestState(); got != before {
+		t.Fatalf("state file %d written while they failed (newest before: %d)", got, before)
+	}
+	failedAt := victim.MemberStatus().AppliedIndex
+	// Small writes add up to little; two snapshot counts of them.
+	write("small", 60, []byte("s"))
+	waitCompacted()
+	if got := newestState(); got <= failedAt {
+		t.Fatalf("newest state file at index %d, want one after the failures (applied %d when they stopped)", got, failedAt)
 	}
 }
