@@ -137,7 +137,7 @@ type Loader interface {
 // Load is a bulk load in progress. Nothing it holds is visible until
 // Finish, which makes all of it visible at once and durable; keys already
 // in the engine are overwritten by loaded ones. A Load is used by one
-// goroutine.
+// goroutine, and an engine runs one Load at a time.
 type Load interface {
 	// Put adds key with value. Keys must come in strictly ascending order;
 	// a key not greater than the one before is an error, and the load must
