@@ -454,20 +454,6 @@ func TestMemoryStateFileDeferred(t *testing.T) {
 		}
 	}
 	victim := 1
-	stateFiles := func() (newest uint64, n int) {
-		names, err := filepath.Glob(filepath.Join(c.dirs[victim], "member", "snap", "*.snap.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, name := range names {
-			i, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), ".snap.db"), 16, 64)
-			if err != nil {
-				t.Fatalf("state file %s: %v", name, err)
-			}
-			newest = max(newest, i)
-		}
-		return newest, len(names)
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	for c.members[victim].MemberStatus().SnapshotIndex < 275 {
 		if time.Now().After(deadline) {
@@ -478,7 +464,7 @@ func TestMemoryStateFileDeferred(t *testing.T) {
 	// The state file of the last snapshot count of the big writes (about
 	// index 100, plus the few membership entries) may be written; none of
 	// the small writes' snapshot counts may write one.
-	newest, n := stateFiles()
+	newest, n := stateFiles(t, c.dirs[victim])
 	if n == 0 || newest > 140 {
 		t.Fatalf("member %d: newest state file at index %d (%d files), raft snapshot at %d: want one written, none past the big writes",
 			victim+1, newest, n, c.members[victim].MemberStatus().SnapshotIndex)
@@ -507,6 +493,24 @@ func TestMemoryStateFileDeferred(t *testing.T) {
 			t.Fatalf("small%03d after restart: %q, %v", i, v, err)
 		}
 	}
+}
+
+// stateFiles returns the index of the newest state file in a member's data
+// dir and how many there are.
+func stateFiles(t *testing.T, dataDir string) (newest uint64, n int) {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dataDir, "member", "snap", "*.snap.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		i, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), ".snap.db"), 16, 64)
+		if err != nil {
+			t.Fatalf("state file %s: %v", name, err)
+		}
+		newest = max(newest, i)
+	}
+	return newest, len(names)
 }
 
 // TestMemoryStateFileRetried: a state file that could not be written (a
@@ -547,18 +551,7 @@ func TestMemoryStateFileRetried(t *testing.T) {
 	}
 	newestState := func() uint64 {
 		t.Helper()
-		names, err := filepath.Glob(filepath.Join(c.dirs[1], "member", "snap", "*.snap.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var newest uint64
-		for _, name := range names {
-			i, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), ".snap.db"), 16, 64)
-			if err != nil {
-				t.Fatalf("state file %s: %v", name, err)
-			}
-			newest = max(newest, i)
-		}
+		newest, _ := stateFiles(t, c.dirs[1])
 		return newest
 	}
 

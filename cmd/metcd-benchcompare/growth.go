@@ -159,8 +159,10 @@ func tooBig(done []GrowthPoint, sys system, keys int64, members int, totalKiB in
 			continue
 		}
 		var peak int64
-		for _, m := range append(append([]procMem{}, p.MemAfterPrefill...), p.MemAfterRuns...) {
-			peak = max(peak, m.RSSKiB)
+		for _, ms := range [][]procMem{p.MemAfterPrefill, p.MemAfterRuns} {
+			for _, m := range ms {
+				peak = max(peak, m.RSSKiB)
+			}
 		}
 		pts = append(pts, point{p.Keys, peak})
 	}

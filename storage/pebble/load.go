@@ -52,11 +52,10 @@ type load struct {
 	dir   string
 	wo    sstable.WriterOptions
 	w     *sstable.Writer // the table being written; nil between tables
-	paths []string        // finished tables
+	paths []string        // every table started, the one being written last
 	last  []byte          // the last key added, to check the order
-	any   bool
-	n     int  // keys added
-	done  bool // finished or aborted
+	n     int             // keys added
+	done  bool            // finished or aborted
 	err   error
 }
 
@@ -67,7 +66,7 @@ func (l *load) Put(key, value []byte) error {
 	if l.done {
 		return fmt.Errorf("pebble: load put: %w", storage.ErrClosed)
 	}
-	if l.any && bytes.Compare(key, l.last) <= 0 {
+	if l.n > 0 && bytes.Compare(key, l.last) <= 0 {
 		l.err = fmt.Errorf("pebble: load put: key %q does not follow %q", key, l.last)
 		return l.err
 	}
@@ -86,7 +85,6 @@ func (l *load) Put(key, value []byte) error {
 		return l.err
 	}
 	l.last = append(l.last[:0], key...)
-	l.any = true
 	// Sizing a table is not free; a few hundred keys more or less in a
 	// 64 MiB table do not matter.
 	if l.n++; l.n%256 == 0 && l.w.Raw().EstimatedSize() >= loadTableSize {
