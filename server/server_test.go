@@ -534,11 +534,14 @@ func TestMemoryStateFileRetried(t *testing.T) {
 		}
 	}
 	// waitCompacted waits until the victim's raft log is compacted past
-	// everything but the last snapshot count's worth of entries.
+	// everything but the last snapshot count's worth of entries. A member
+	// considers a snapshot only when it applies an entry, and skips it
+	// while the previous one is still being written; so while waiting, a
+	// tiny write every 100 ms makes it look again.
 	waitCompacted := func() {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
-		for {
+		for i := 1; ; i++ {
 			st := victim.MemberStatus()
 			if st.AppliedIndex-st.SnapshotIndex < 25 && st.AppliedIndex > 0 {
 				return
@@ -547,6 +550,11 @@ func TestMemoryStateFileRetried(t *testing.T) {
 				t.Fatalf("raft log not compacted: %+v", st)
 			}
 			time.Sleep(20 * time.Millisecond)
+			if i%5 == 0 {
+				if err := putKey(c.members[0], ctx(t), []byte("nudge"), []byte("n")); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 	}
 	newestState := func() uint64 {
