@@ -299,6 +299,11 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 		switch {
 		case wasRemoved:
 			r.err = ErrIDRemoved
+		case !promote && !alreadyApplied && s.peerURLTaken(m.PeerURL):
+			// Checked here too, not only before proposing: two adds of one
+			// URL may both pass that check (the second on a member that had
+			// not applied the first yet, which also picks the same next id).
+			r.err = fmt.Errorf("%w: %s", ErrPeerURLExists, m.PeerURL)
 		case isMember && !promote && !alreadyApplied:
 			r.err = ErrMemberExists
 		}
@@ -363,6 +368,18 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 		s.lg.Info("member removed", zap.Uint64("member", id))
 	}
 	return r, false, nil
+}
+
+// peerURLTaken reports whether a member has peer URL u.
+func (s *Server) peerURLTaken(u string) bool {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	for _, m := range s.members {
+		if m.PeerURL == u {
+			return true
+		}
+	}
+	return false
 }
 
 // installSnapshot replaces the state with the stream the transport saved for

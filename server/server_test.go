@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -588,5 +589,39 @@ func TestMemoryStateFileRetried(t *testing.T) {
 	waitCompacted()
 	if got := newestState(); got <= failedAt {
 		t.Fatalf("newest state file at index %d, want one after the failures (applied %d when they stopped)", got, failedAt)
+	}
+}
+
+// TestDuplicatePeerURLRefusedAtApply: an add whose peer URL a member already
+// has is refused when it is applied, not only before it is proposed (a
+// member that had not applied an earlier add passes that first check).
+func TestDuplicatePeerURLRefusedAtApply(t *testing.T) {
+	c := newTestCluster(t, 3)
+	newURL := freeURL(t)
+	if err := c.members[0].AddMember(ctx(t), 4, newURL); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id  uint64
+		url string
+	}{
+		{4, newURL},    // the same add again, as a stale member would propose it
+		{5, newURL},    // another id on member 4's URL
+		{6, c.urls[1]}, // a running member's URL
+	} {
+		mctx, err := json.Marshal(kvstore.Member{ID: tc.id, PeerURL: tc.url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.members[0].proposeConfChange(ctx(t), &raftpb.ConfChange{
+			Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(tc.id), Context: mctx,
+		})
+		if !errors.Is(err, ErrPeerURLExists) {
+			t.Fatalf("add of id %d at %s: got %v, want ErrPeerURLExists", tc.id, tc.url, err)
+		}
+	}
+	// The proposer applied every one of them before it answered.
+	if got := len(c.members[0].Members()); got != 4 {
+		t.Fatalf("member 1 knows %d members, want 4", got)
 	}
 }
