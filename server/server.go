@@ -607,7 +607,7 @@ func (s *Server) Process(ctx context.Context, m *raftpb.Message) error {
 		return errNotStarted
 	}
 	if s.IsIDRemoved(m.GetFrom()) {
-		return fmt.Errorf("%w: message from removed member %x", ErrRemoved, m.GetFrom())
+		return removedPeerError{from: m.GetFrom()}
 	}
 	if m.GetType() == raftpb.MsgSnap {
 		if err := s.verifyStateFile(m.GetSnapshot().GetMetadata().GetIndex()); err != nil {
@@ -616,6 +616,25 @@ func (s *Server) Process(ctx context.Context, m *raftpb.Message) error {
 		}
 	}
 	return s.node.Process(ctx, m)
+}
+
+// removedPeerError refuses a message from a removed member the way etcd
+// does: rafthttp's handlers write an error that has WriteTo as the
+// response, and the 403 makes the sender's transport report its own
+// removal, so the removed member stops. Any other error from Process makes
+// the pipeline handler drop the connection with a panic that the HTTP
+// server recovers and logs.
+type removedPeerError struct{ from uint64 }
+
+func (e removedPeerError) Error() string {
+	return fmt.Sprintf("%v: message from removed member %x", ErrRemoved, e.from)
+}
+
+func (e removedPeerError) Unwrap() error { return ErrRemoved }
+
+// WriteTo answers the peer; rafthttp calls it.
+func (e removedPeerError) WriteTo(w http.ResponseWriter) {
+	http.Error(w, "cannot process message from removed member", http.StatusForbidden)
 }
 
 func (s *Server) verifyStateFile(i uint64) error {

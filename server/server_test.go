@@ -8,7 +8,10 @@ import (
 	"fmt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/api/v3/version"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -263,6 +266,12 @@ func TestJoinBySnapshotAndRemove(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("removed member did not stop")
 	}
+	// A message that still comes from the removed member is refused with
+	// etcd's 403, which tells the sender's transport it was removed (not a
+	// 500 and a dropped connection).
+	if code, body := postRaftMessage(t, c.urls[0], c.members[0].MemberStatus().ClusterID, 4, 1); code != http.StatusForbidden || !strings.Contains(body, "removed member") {
+		t.Fatalf("message from the removed member: %d %q, want 403 cannot process message from removed member", code, body)
+	}
 	if err := c.members[0].AddMember(ctx(t), 4, newURL); !errors.Is(err, ErrIDRemoved) {
 		t.Fatalf("re-adding removed id: got %v, want ErrIDRemoved", err)
 	}
@@ -273,6 +282,33 @@ func TestJoinBySnapshotAndRemove(t *testing.T) {
 	if _, err := Open(cfg); err == nil {
 		t.Fatal("a removed member restarted on its data dir")
 	}
+}
+
+// postRaftMessage sends a heartbeat from member from to member to through
+// the peer URL's pipeline endpoint, with the headers a member's transport
+// sets, and returns the response's status and body.
+func postRaftMessage(t *testing.T, peerURL, clusterID string, from, to uint64) (int, string) {
+	t.Helper()
+	b, err := proto.Marshal(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(from), To: proto.Uint64(to)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, peerURL+"/raft", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/protobuf")
+	req.Header.Set("X-Server-From", strconv.FormatUint(from, 16))
+	req.Header.Set("X-Server-Version", version.Version)
+	req.Header.Set("X-Min-Cluster-Version", version.MinClusterVersion)
+	req.Header.Set("X-Etcd-Cluster-ID", clusterID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 func TestMinorityAnswersNoLeader(t *testing.T) {
@@ -597,8 +633,13 @@ func TestMemoryStateFileRetried(t *testing.T) {
 // member that had not applied an earlier add passes that first check).
 func TestDuplicatePeerURLRefusedAtApply(t *testing.T) {
 	c := newTestCluster(t, 3)
+	// Propose on the leader: it has applied each conf change before it
+	// answers, so raft takes the next one. A follower's answer can come
+	// before the leader applied it, and raft then turns the next conf
+	// change into an empty entry, which leaves the request to time out.
+	p := c.members[c.waitLeader()-1]
 	newURL := freeURL(t)
-	if err := c.members[0].AddMember(ctx(t), 4, newURL); err != nil {
+	if err := p.AddMember(ctx(t), 4, newURL); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -613,7 +654,7 @@ func TestDuplicatePeerURLRefusedAtApply(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = c.members[0].proposeConfChange(ctx(t), &raftpb.ConfChange{
+		err = p.proposeConfChange(ctx(t), &raftpb.ConfChange{
 			Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(tc.id), Context: mctx,
 		})
 		if !errors.Is(err, ErrPeerURLExists) {
@@ -621,7 +662,7 @@ func TestDuplicatePeerURLRefusedAtApply(t *testing.T) {
 		}
 	}
 	// The proposer applied every one of them before it answered.
-	if got := len(c.members[0].Members()); got != 4 {
-		t.Fatalf("member 1 knows %d members, want 4", got)
+	if got := len(p.Members()); got != 4 {
+		t.Fatalf("the leader knows %d members, want 4", got)
 	}
 }
