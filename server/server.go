@@ -604,10 +604,14 @@ func (s *Server) startPurge() {
 // this member keeps its state.
 func (s *Server) Process(ctx context.Context, m *raftpb.Message) error {
 	if !s.started() {
-		return errNotStarted
+		return peerRefusal{err: errNotStarted, code: http.StatusServiceUnavailable, msg: "raft not started yet"}
 	}
 	if s.IsIDRemoved(m.GetFrom()) {
-		return removedPeerError{from: m.GetFrom()}
+		return peerRefusal{
+			err:  fmt.Errorf("%w: message from removed member %x", ErrRemoved, m.GetFrom()),
+			code: http.StatusForbidden,
+			msg:  "cannot process message from removed member",
+		}
 	}
 	if m.GetType() == raftpb.MsgSnap {
 		if err := s.verifyStateFile(m.GetSnapshot().GetMetadata().GetIndex()); err != nil {
@@ -618,24 +622,24 @@ func (s *Server) Process(ctx context.Context, m *raftpb.Message) error {
 	return s.node.Process(ctx, m)
 }
 
-// removedPeerError refuses a message from a removed member the way etcd
-// does: rafthttp's handlers write an error that has WriteTo as the
-// response, and the 403 makes the sender's transport report its own
-// removal, so the removed member stops. Any other error from Process makes
-// the pipeline handler drop the connection with a panic that the HTTP
-// server recovers and logs.
-type removedPeerError struct{ from uint64 }
-
-func (e removedPeerError) Error() string {
-	return fmt.Sprintf("%v: message from removed member %x", ErrRemoved, e.from)
+// peerRefusal is an error from Process that rafthttp's handlers write as
+// the response: with a WriteTo method the handler answers code and msg,
+// where any other error makes the pipeline handler drop the connection with
+// a panic that the HTTP server recovers and logs. A message from a removed
+// member gets etcd's 403, which the sender's transport reports as its own
+// removal, so the removed member stops.
+type peerRefusal struct {
+	err  error
+	code int
+	msg  string
 }
 
-func (e removedPeerError) Unwrap() error { return ErrRemoved }
+func (e peerRefusal) Error() string { return e.err.Error() }
+
+func (e peerRefusal) Unwrap() error { return e.err }
 
 // WriteTo answers the peer; rafthttp calls it.
-func (e removedPeerError) WriteTo(w http.ResponseWriter) {
-	http.Error(w, "cannot process message from removed member", http.StatusForbidden)
-}
+func (e peerRefusal) WriteTo(w http.ResponseWriter) { http.Error(w, e.msg, e.code) }
 
 func (s *Server) verifyStateFile(i uint64) error {
 	f, err := s.disk.OpenState(i)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -442,8 +443,20 @@ func TestCorruptSnapshotStreamRefused(t *testing.T) {
 func TestMessagesBeforeRaftStartAreRefused(t *testing.T) {
 	s := &Server{nodeReady: make(chan struct{}), removed: map[uint64]bool{}, members: map[uint64]kvstore.Member{}}
 	m := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(2), To: proto.Uint64(1)}
-	if err := s.Process(context.Background(), m); !errors.Is(err, errNotStarted) {
+	err := s.Process(context.Background(), m)
+	if !errors.Is(err, errNotStarted) {
 		t.Fatalf("Process before start: %v, want errNotStarted", err)
+	}
+	// rafthttp answers an error with WriteTo as it says; any other error
+	// drops the connection with a logged panic.
+	var wr interface{ WriteTo(http.ResponseWriter) }
+	if !errors.As(err, &wr) {
+		t.Fatalf("Process before start: %T cannot write itself as the response", err)
+	}
+	rec := httptest.NewRecorder()
+	wr.WriteTo(rec)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("refusal before start answers %d, want 503", rec.Code)
 	}
 	s.ReportUnreachable(2)
 	s.ReportSnapshot(2, 0)
