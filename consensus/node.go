@@ -122,6 +122,12 @@ type Node struct {
 	role atomic.Int32
 	term atomic.Uint64
 
+	// handed is the last index handed to the apply side, written by the
+	// Node goroutine only. The apply side may apply an entry before raft
+	// counts it as applied: it need not wait for the Ready's fsync (see
+	// handleReady), and raft.Node takes Advance on its own goroutine.
+	handed atomic.Uint64
+
 	leaderMu      sync.Mutex
 	leaderChanged chan struct{} // closed and replaced on every leader change
 
@@ -235,6 +241,11 @@ func (n *Node) handleReady(rd *raft.Ready) (err error) {
 		}
 	}
 	if len(ap.Entries) > 0 || !raft.IsEmptySnap(ap.Snapshot) {
+		last := ap.Snapshot.GetMetadata().GetIndex()
+		if k := len(ap.Entries); k > 0 {
+			last = ap.Entries[k-1].GetIndex()
+		}
+		n.handed.Store(last)
 		select {
 		case n.applyc <- ap:
 		case <-n.stopc:
@@ -331,8 +342,25 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 	return n.node.Propose(ctx, data)
 }
 
-// ProposeConfChange proposes a membership change.
+// ProposeConfChange proposes a membership change. It first waits until
+// raft counts as applied every entry already handed to the apply side: the
+// leader's raft refuses a conf change while an earlier one may be unapplied,
+// turning it into an empty entry whose proposer then waits in vain, and the
+// apply side can apply an entry (and answer its proposer) before raft is
+// advanced past it. So conf changes proposed one after another on the
+// leader are all taken; one reaching the leader from a follower may still
+// be refused, as in etcd.
 func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	// Status asks raft's own goroutine, so it sees every Advance taken.
+	for want := n.handed.Load(); n.node.Status().Applied < want; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.donec:
+			return raft.ErrStopped
+		case <-time.After(time.Millisecond):
+		}
+	}
 	return n.node.ProposeConfChange(ctx, cc)
 }
 

@@ -204,30 +204,10 @@ func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
 }
 
 func (s *Server) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
-	s.waitRaftApplied(ctx, s.store.Applied())
 	id := s.reqIDs.Next()
 	cc.Id = proto.Uint64(id)
 	_, err := s.propose(ctx, id, func(pctx context.Context) error {
 		return s.node.ProposeConfChange(pctx, cc)
 	})
 	return err
-}
-
-// waitRaftApplied waits, for at most an election timeout, until raft counts
-// index as applied. The leader's raft refuses a conf change while the last
-// one is not counted as applied, turning it into an empty entry whose
-// request then times out; raft counts an entry as applied only when the
-// raft goroutine advances past it, which can come after this member's
-// apply goroutine applied it and answered. Waiting closes that window for
-// conf changes proposed one after another on the leader (a follower cannot
-// see the leader's raft, so there it stays, as in etcd).
-func (s *Server) waitRaftApplied(ctx context.Context, index uint64) {
-	deadline := time.Now().Add(s.cfg.ElectionTimeout)
-	for s.node.Status().Applied < index && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Millisecond):
-		}
-	}
 }

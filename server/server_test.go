@@ -646,10 +646,11 @@ func TestMemoryStateFileRetried(t *testing.T) {
 // member that had not applied an earlier add passes that first check).
 func TestDuplicatePeerURLRefusedAtApply(t *testing.T) {
 	c := newTestCluster(t, 3)
-	// Propose on the leader: it has applied each conf change before it
-	// answers, so raft takes the next one. A follower's answer can come
-	// before the leader applied it, and raft then turns the next conf
-	// change into an empty entry, which leaves the request to time out.
+	// Propose on the leader, which waits for its raft to count each conf
+	// change as applied before proposing the next (consensus.Node), so raft
+	// takes every one. A follower's answer can come before the leader's raft
+	// counts it, and raft then turns the next conf change into an empty
+	// entry, which leaves the request to time out.
 	p := c.members[c.waitLeader()-1]
 	newURL := freeURL(t)
 	if err := p.AddMember(ctx(t), 4, newURL); err != nil {
