@@ -24,6 +24,7 @@ type fakeHistory struct {
 	rev       int64
 	compacted int64
 	calls     int
+	hold      chan struct{} // if set, Events waits until it is closed
 }
 
 func newFakeHistory() *fakeHistory {
@@ -88,8 +89,11 @@ func (f *fakeHistory) Events(from int64, key, end []byte, fn func(*mvccpb.Event)
 		f.mu.Unlock()
 		return ErrCompacted
 	}
-	evs := f.evs
+	evs, hold := f.evs, f.hold
 	f.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	for _, ev := range evs {
 		if ev.Kv.ModRevision < from || !inRange(ev.Kv.Key, key, end) {
 			continue
@@ -460,11 +464,19 @@ func TestRequestProgress(t *testing.T) {
 	if r := recv(t, a); len(r.Events) != 0 || r.Header.Revision != 2 {
 		t.Fatalf("progress %v", r)
 	}
-	// Drain the catch-up wake-up of b only after asking: b is unsynced.
+	// b starts unsynced; its catch-up reads the history, which is held
+	// until after the first ask, so b is still catching up then.
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	defer release() // before h.Close, which waits for the catch-up
+	f.mu.Lock()
+	f.hold = hold
+	f.mu.Unlock()
 	b := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 1})
 	if rev, ok := h.RequestProgressAll([]*Watcher{a, b}); ok {
 		t.Fatalf("progress-all with a watcher catching up: %d", rev)
 	}
+	release()
 	events(t, b, 2) // served by the kick, not the (hour-long) tick
 	rev, ok := h.RequestProgressAll([]*Watcher{a, b})
 	if !ok || rev != 2 {
