@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/metcd/metcd/consensus"
 	"github.com/metcd/metcd/kvstore"
@@ -567,23 +568,33 @@ func (s *Server) startSnapshotSend(m *raftpb.Message) {
 	s.snapshotWG.Add(1)
 	go func() {
 		defer s.snapshotWG.Done()
-		size, err := view.Size()
-		if err != nil {
-			view.Close()
-			fail("cannot size snapshot", err)
-			return
+		// snap.NewMessage wants the stream's exact length, to fail a short
+		// stream, and knowing it would take a whole extra pass over the
+		// engine. The stream checks itself (a trailer with its record count
+		// and a checksum of everything, verified by the receiver before
+		// raft sees the message), so the message reads the pipe as it is
+		// and the engine's size stands in for the length in rafthttp's log
+		// and metrics, its only other use.
+		var estimate int64
+		if st, err := s.store.Stats(); err == nil {
+			estimate = max(st.LiveBytes, st.DiskBytes)
 		}
 		pr, pw := io.Pipe()
+		var sent atomic.Int64
 		go func() {
 			defer view.Close()
-			_, err := view.WriteTo(pw)
+			n, err := view.WriteTo(pw)
+			sent.Store(n)
 			pw.CloseWithError(err)
 		}()
-		msg := snap.NewMessage(m, pr, size)
-		s.lg.Info("sending snapshot", zap.Uint64("to", m.GetTo()), zap.Uint64("index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Int64("bytes", size))
+		msg := snap.NewMessage(m, pr, estimate)
+		msg.ReadCloser = pr
+		index := m.GetSnapshot().GetMetadata().GetIndex()
+		s.lg.Info("sending snapshot", zap.Uint64("to", m.GetTo()), zap.Uint64("index", index), zap.Int64("estimated-bytes", estimate))
 		s.tr.SendSnapshot(msg)
 		select {
-		case <-msg.CloseNotify():
+		case ok := <-msg.CloseNotify():
+			s.lg.Info("snapshot stream ended", zap.Uint64("to", m.GetTo()), zap.Uint64("index", index), zap.Bool("sent", ok), zap.Int64("bytes", sent.Load()))
 		case <-s.stopc:
 		}
 	}()
