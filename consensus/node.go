@@ -352,13 +352,17 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 // be refused, as in etcd.
 func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
 	// Status asks raft's own goroutine, so it sees every Advance taken.
-	for want := n.handed.Load(); n.node.Status().Applied < want; {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.donec:
-			return raft.ErrStopped
-		case <-time.After(time.Millisecond):
+	if want := n.handed.Load(); n.node.Status().Applied < want {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for n.node.Status().Applied < want {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-n.donec:
+				return raft.ErrStopped
+			case <-tick.C:
+			}
 		}
 	}
 	return n.node.ProposeConfChange(ctx, cc)
