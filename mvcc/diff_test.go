@@ -33,14 +33,20 @@ import (
 // difftest.DefaultNoLease is granted in neither.
 var diffLeases = difftest.DefaultLeases
 
-func freePort(t testing.TB) string {
+// freeAddrs returns n distinct free loopback addresses; the listeners are
+// held until all are found, so no two are the same.
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var addrs []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs = append(addrs, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // startEtcd starts a single-member etcd on loopback and returns a client.
@@ -51,8 +57,9 @@ func startEtcd(t testing.TB) *clientv3.Client {
 	cfg.Dir = t.TempDir()
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.UnsafeNoFsync = true
-	curl, _ := url.Parse("http://" + freePort(t))
-	purl, _ := url.Parse("http://" + freePort(t))
+	addrs := freeAddrs(t, 2)
+	curl, _ := url.Parse("http://" + addrs[0])
+	purl, _ := url.Parse("http://" + addrs[1])
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)

@@ -125,6 +125,26 @@ func TestMemberArgs(t *testing.T) {
 	}
 }
 
+// TestMemberPortsDistinct lays out many members one at a time: no port may
+// be handed to two of them (each layout closes its listeners, so the kernel
+// may offer a port again).
+func TestMemberPortsDistinct(t *testing.T) {
+	sys := system{Name: "metcd-memory", Kind: kindMetcd, Engine: "memory"}
+	c, err := newCluster(sys, settings{}, t.TempDir(), 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for _, m := range c.members {
+		for _, p := range []int{m.peerPort, m.clientPort} {
+			if o, ok := seen[p]; ok {
+				t.Fatalf("port %d handed to member %d and member %d", p, o, m.id)
+			}
+			seen[p] = m.id
+		}
+	}
+}
+
 const benchJSON = `{"protocol":"grpc","workload":"watch","requests":1100,"ok":1100,"errors":0,"errors_by_kind":[],
  "elapsed_seconds":1.0,"requests_per_second":1100,"latency_ms":{"p50":1.5,"p90":2,"p99":3,"p99.9":4,"max":5},
  "ops":{"put":{"requests":100,"ok":100,"ok_per_second":100,"latency_ms":{"p50":1}},
