@@ -39,10 +39,12 @@
 // # Bulk loads
 //
 // Engine implements storage.Loader: NewLoad takes keys in strictly
-// ascending order and writes them into sstables of about 64 MiB in
-// load.tmp/ inside the store's directory, each fsynced when it is full;
-// Finish ingests them all at once (Pebble links them into the tree and
-// syncs its manifest), and Abort deletes them. Ingested tables skip the
+// ascending order, gathers them into runs of about 16 MiB, and has a few
+// workers write each run as an sstable in load.tmp/ inside the store's
+// directory, fsynced when it is complete, while the caller goes on (runs
+// are disjoint key ranges, so the tables do not overlap); Finish waits for
+// the workers and ingests the tables all at once (Pebble links them into
+// the tree and syncs its manifest), and Abort deletes them. Ingested tables skip the
 // WAL, the memtables and the compactions that batches would cause; into
 // an empty store they go to the bottom level. A snapshot install uses it.
 //

@@ -2,7 +2,7 @@ package pebble
 
 // SetLoadTableSize makes loads start a new table every n bytes, so that a
 // test needs little data to write several; it returns the previous size.
-func SetLoadTableSize(n uint64) uint64 {
+func SetLoadTableSize(n int) int {
 	old := loadTableSize
 	loadTableSize = n
 	return old
