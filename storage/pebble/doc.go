@@ -44,7 +44,8 @@
 // directory, fsynced when it is complete, while the caller goes on (runs
 // are disjoint key ranges, so the tables do not overlap); Finish waits for
 // the workers and ingests the tables all at once (Pebble links them into
-// the tree and syncs its manifest), and Abort deletes them. Ingested tables skip the
+// the tree and syncs its manifest), and Abort deletes them. Both give the
+// runs' memory back to the OS. Ingested tables skip the
 // WAL, the memtables and the compactions that batches would cause; into
 // an empty store they go to the bottom level. A snapshot install uses it.
 //

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -215,7 +216,7 @@ func (l *load) writeTable(c *loadChunk) error {
 }
 
 // stopWorkers lets the workers finish (or, after stop is set, skip) what
-// they were given and waits for them.
+// they were given, waits for them, and gives the runs' memory back.
 func (l *load) stopWorkers() {
 	if l.stopped {
 		return
@@ -223,6 +224,16 @@ func (l *load) stopWorkers() {
 	l.stopped = true
 	close(l.work)
 	l.wg.Wait()
+	l.cur = nil
+	for len(l.free) > 0 {
+		<-l.free
+	}
+	// The runs (tens of MiB) are garbage now, and a member that has just
+	// installed a snapshot may allocate too little for the collector to
+	// run for minutes: one that caught up from 1 M keys served at 150-240
+	// MiB of RSS instead of about 50. A collection of the little that is
+	// live takes milliseconds.
+	debug.FreeOSMemory()
 }
 
 func (l *load) Finish() error {
