@@ -169,7 +169,9 @@ func TestLoadTableError(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.RemoveAll(filepath.Join(dir, "load.tmp")); err != nil {
+	// Moved, not removed: a worker may be creating a table in it right now,
+	// which would make a removal fail.
+	if err := os.Rename(filepath.Join(dir, "load.tmp"), filepath.Join(t.TempDir(), "moved")); err != nil {
 		t.Fatal(err)
 	}
 	var putErr error
