@@ -20,6 +20,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/metcd/metcd/internal/freeport"
 )
 
 // ModuleRoot finds the directory of the main module's go.mod: first through
@@ -183,30 +185,14 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	return c, nil
 }
 
-var (
-	portMu    sync.Mutex
-	usedPorts = map[int]bool{}
-)
-
 // freePort returns a loopback port that was free a moment ago and that
 // this process has not handed out before.
 func freePort() (int, error) {
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if p == 2379 || p == 2380 || usedPorts[p] {
-			continue
-		}
-		usedPorts[p] = true
-		return p, nil
+	ports, err := freeport.Take(1)
+	if err != nil {
+		return 0, err
 	}
-	return 0, errors.New("no free port")
+	return ports[0], nil
 }
 
 // newMember sets slot s up for a new member id with the given --cluster

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metcd/metcd/internal/difftest"
+	"github.com/metcd/metcd/internal/freeport"
 	"github.com/metcd/metcd/lease"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/engines"
@@ -33,22 +33,6 @@ import (
 // difftest.DefaultNoLease is granted in neither.
 var diffLeases = difftest.DefaultLeases
 
-// freeAddrs returns n distinct free loopback addresses; the listeners are
-// held until all are found, so no two are the same.
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
-	}
-	return addrs
-}
-
 // startEtcd starts a single-member etcd on loopback and returns a client.
 func startEtcd(t testing.TB) *clientv3.Client {
 	t.Helper()
@@ -57,9 +41,12 @@ func startEtcd(t testing.TB) *clientv3.Client {
 	cfg.Dir = t.TempDir()
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.UnsafeNoFsync = true
-	addrs := freeAddrs(t, 2)
-	curl, _ := url.Parse("http://" + addrs[0])
-	purl, _ := url.Parse("http://" + addrs[1])
+	ports, err := freeport.Take(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	curl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[0]))
+	purl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)

@@ -19,6 +19,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/metcd/metcd/internal/freeport"
 )
 
 // system is one thing measured: metcd on one engine, or etcd.
@@ -52,38 +54,6 @@ type settings struct {
 	SnapshotCount int    `json:"snapshot_count"`
 	QuotaBytes    int64  `json:"quota_backend_bytes"`
 	LogLevel      string `json:"log_level"`
-}
-
-// reservedPorts are never handed to a member: a real etcd may be using them.
-var reservedPorts = map[int]bool{2379: true, 2380: true}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1, none of them in
-// taken. Its listeners are held until all n are found, so the n differ; taken
-// holds the ports of members laid out before, which are closed by then and so
-// could be handed out again (two members of one cluster once got the same
-// peer port that way).
-func freePorts(n int, taken map[int]bool) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > n+len(taken)+20 {
-			return nil, fmt.Errorf("could not find %d free ports", n)
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		ls = append(ls, l)
-		if p := l.Addr().(*net.TCPAddr).Port; !reservedPorts[p] && !taken[p] {
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
 }
 
 // member is one server process.
@@ -138,11 +108,7 @@ func newCluster(sys system, set settings, dir string, n int) (*cluster, error) {
 
 // newMember lays out one more member (not started).
 func (c *cluster) newMember() (*member, error) {
-	taken := map[int]bool{}
-	for _, o := range c.members {
-		taken[o.peerPort], taken[o.clientPort] = true, true
-	}
-	ports, err := freePorts(2, taken)
+	ports, err := freeport.Take(2)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,39 +16,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/metcd/metcd/internal/freeport"
 )
-
-// reservedPorts are never handed to a member: a real etcd may be using them.
-var reservedPorts = map[int]bool{2379: true, 2380: true}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1, found by
-// listening on port 0. All listeners are held until every port is found, so
-// the ports differ; they are closed before returning, so a member can bind
-// them (another process could take one in between, which start reports).
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > n+20 {
-			return nil, fmt.Errorf("could not find %d free ports", n)
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		ls = append(ls, l) // held, so the next Listen gets another port
-		p := l.Addr().(*net.TCPAddr).Port
-		if !reservedPorts[p] {
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
-}
 
 // member is one metcd process of a cluster.
 type member struct {
@@ -89,7 +58,7 @@ type cluster struct {
 
 // newCluster lays out n members in dir on free loopback ports.
 func newCluster(bin, engine, dir string, n int, logLevel string, extra []string) (*cluster, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := freeport.Take(2 * n)
 	if err != nil {
 		return nil, err
 	}

@@ -261,17 +261,3 @@ func TestFlags(t *testing.T) {
 		}
 	}
 }
-
-func TestFreePorts(t *testing.T) {
-	ports, err := freePorts(6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, p := range ports {
-		if seen[p] || reservedPorts[p] || p <= 0 {
-			t.Errorf("bad or repeated port %d in %v", p, ports)
-		}
-		seen[p] = true
-	}
-}

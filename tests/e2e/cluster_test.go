@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/metcd/metcd/internal/freeport"
 )
 
 // binPath is the metcd binary under test, built once by TestMain.
@@ -87,32 +89,15 @@ func moduleRoot() (string, error) {
 // ---------------------------------------------------------------------------
 // Ports
 
-var (
-	portMu    sync.Mutex
-	usedPorts = map[int]bool{}
-)
-
 // freePort returns a loopback TCP port that was free a moment ago and that
 // this test process has not handed out before. It never returns 2379/2380.
 func freePort(t testing.TB) int {
 	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("allocating a port: %v", err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if p == 2379 || p == 2380 || usedPorts[p] {
-			continue
-		}
-		usedPorts[p] = true
-		return p
+	ports, err := freeport.Take(1)
+	if err != nil {
+		t.Fatalf("allocating a port: %v", err)
 	}
-	t.Fatalf("could not allocate a fresh port")
-	return 0
+	return ports[0]
 }
 
 // ---------------------------------------------------------------------------
