@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sync/atomic"
 
 	"github.com/metcd/metcd/consensus"
+	"github.com/metcd/metcd/internal/pipe"
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/lease"
 	"github.com/metcd/metcd/mvcc"
@@ -491,7 +491,7 @@ func (s *Server) snapshot(index uint64, cs *raftpb.ConfState, durable bool, view
 	switch {
 	case view != nil:
 		defer view.Close()
-		pr, pw := io.Pipe()
+		pr, pw := statePipe()
 		written := make(chan struct{})
 		go func() {
 			defer close(written)
@@ -579,7 +579,7 @@ func (s *Server) startSnapshotSend(m *raftpb.Message) {
 		if st, err := s.store.Stats(); err == nil {
 			estimate = max(st.LiveBytes, st.DiskBytes)
 		}
-		pr, pw := io.Pipe()
+		pr, pw := statePipe()
 		var sent atomic.Int64
 		go func() {
 			defer view.Close()
@@ -599,3 +599,9 @@ func (s *Server) startSnapshotSend(m *raftpb.Message) {
 		}
 	}()
 }
+
+// statePipe carries a state stream from the goroutine that serializes a
+// view to the one that sends or saves it. The serializer runs up to 8 MiB
+// ahead, so the engine's scan overlaps with the socket or file writes
+// instead of taking turns with them as through io.Pipe.
+func statePipe() (*pipe.Reader, *pipe.Writer) { return pipe.New(8, 1<<20) }

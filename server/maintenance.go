@@ -198,7 +198,7 @@ func (s *Server) Backup(ctx context.Context) (io.ReadCloser, int64, error) {
 		return nil, 0, err
 	}
 	pad := backupPadding(n)
-	pr, pw := io.Pipe()
+	pr, pw := statePipe()
 	go func() {
 		defer view.Close()
 		h := sha256.New()
