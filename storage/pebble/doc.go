@@ -49,6 +49,14 @@
 // WAL, the memtables and the compactions that batches would cause; into
 // an empty store they go to the bottom level. A snapshot install uses it.
 //
+// # Write stalls
+//
+// Pebble stops taking writes while its memtables wait for a flush or level
+// 0 holds too many files, and every commit waits. A stall that lasts more
+// than a second is reported through the Logger (Errorf, which the default
+// logger writes to the standard log) with Pebble's reason, and again when
+// it ends, so a member whose writes hang says why.
+//
 // # Closing
 //
 // Pebble panics when a closed DB, snapshot or iterator is used, and reports

@@ -104,6 +104,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		Logger:             o.Logger,
 		EventListener:      &pebble.EventListener{BackgroundError: stopOnDiskError(o.Logger)},
 	}
+	(&stallReporter{lg: o.Logger, after: stallReportAfter}).listen(po.EventListener)
 	db, err := pebble.Open(path, po)
 	if err != nil {
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
