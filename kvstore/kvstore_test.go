@@ -8,6 +8,7 @@ import (
 
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/memory"
+	"github.com/metcd/metcd/storage/pebble"
 )
 
 func fill(t *testing.T, s *Store, n int, applied uint64) {
@@ -195,5 +196,47 @@ func TestLoadBackupDropsClusterState(t *testing.T) {
 	}
 	if v, err := eng.Get([]byte("vkey-00049")); err != nil || len(v) != 300 {
 		t.Fatalf("data lost: %v", err)
+	}
+}
+
+// TestInUse: the quota's figure is the engine's live data where it knows
+// it: the memory engine's keys and values, pebble's tables and WAL.
+func TestInUse(t *testing.T) {
+	opens := map[string]func(dir string) (storage.Engine, error){
+		"memory": func(string) (storage.Engine, error) { return memory.New(), nil },
+		"pebble": func(dir string) (storage.Engine, error) { return pebble.Open(dir, nil) },
+	}
+	for name, open := range opens {
+		t.Run(name, func(t *testing.T) {
+			eng, err := open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(eng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			before, err := s.InUse()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := eng.NewBatch()
+			b.Put([]byte("big"), make([]byte, 200_000))
+			if err := b.Commit(true); err != nil {
+				t.Fatal(err)
+			}
+			after, err := s.InUse()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after-before < 200_000 || after != st.LiveBytes {
+				t.Errorf("InUse = %d before and %d after a 200 kB value; want it to grow by the value and equal Stats.LiveBytes (%d)", before, after, st.LiveBytes)
+			}
+		})
 	}
 }

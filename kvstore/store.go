@@ -168,6 +168,25 @@ func (s *Store) Stats() (storage.Stats, error) {
 	return s.eng.Stats()
 }
 
+// InUse is the size a write quota is checked against: the engine's live
+// data where it knows it (memory, pebble), so that compaction frees quota,
+// else the size of its files. It is cheap to ask often.
+func (s *Store) InUse() (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ls, ok := s.eng.(storage.LiveSizer); ok {
+		return ls.LiveBytes()
+	}
+	st, err := s.eng.Stats()
+	if err != nil {
+		return 0, err
+	}
+	if st.LiveBytes > 0 {
+		return st.LiveBytes, nil
+	}
+	return st.DiskBytes, nil
+}
+
 // Sync makes every committed Txn durable.
 func (s *Store) Sync() error {
 	s.mu.RLock()

@@ -294,14 +294,20 @@ func (s *Server) engineSize() int64 {
 }
 
 // quotaRefresh bounds how often a write measures the engine: pebble's
-// size means a directory listing and its metrics, too much for every put.
+// metrics are too much work for every put.
 const quotaRefresh = 100 * time.Millisecond
 
-// cachedInUse is engineInUse measured at most every quotaRefresh.
+// cachedInUse is engineInUse measured at most every quotaRefresh, by one
+// write at a time: the writes that arrive while it is being measured use
+// the previous figure instead of measuring it too.
 func (s *Server) cachedInUse() int64 {
 	now := time.Now().UnixNano()
-	if now-s.sizeAt.Load() < int64(quotaRefresh) {
+	at := s.sizeAt.Load()
+	if now-at < int64(quotaRefresh) {
 		return s.inUse.Load()
+	}
+	if at != 0 && !s.sizeAt.CompareAndSwap(at, now) {
+		return s.inUse.Load() // another write is measuring it
 	}
 	n := s.engineInUse()
 	s.inUse.Store(n)
@@ -310,14 +316,11 @@ func (s *Server) cachedInUse() int64 {
 }
 
 func (s *Server) engineInUse() int64 {
-	st, err := s.store.Stats()
+	n, err := s.store.InUse()
 	if err != nil {
 		return 0
 	}
-	if st.LiveBytes > 0 {
-		return st.LiveBytes
-	}
-	return st.DiskBytes
+	return n
 }
 
 func (s *Server) quota() int64 {

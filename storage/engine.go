@@ -125,6 +125,14 @@ type Compacter interface {
 	Compact() error
 }
 
+// LiveSizer is implemented by engines that know the size of their live
+// data cheaply although their Stats is not cheap (Pebble lists its
+// directory for DiskBytes). A write quota asks for it every 100 ms.
+type LiveSizer interface {
+	// LiveBytes is Stats().LiveBytes.
+	LiveBytes() (int64, error)
+}
+
 // Loader is implemented by engines that take a long run of keys in
 // ascending order faster than through batches: Pebble writes them straight
 // into sorted tables and adds the tables to its tree, skipping its log, its

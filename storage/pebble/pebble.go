@@ -262,15 +262,8 @@ func (e *Engine) syncWAL() error {
 // everything written since the last WAL rotation. Keys is -1 because an LSM
 // tree only knows estimates.
 func (e *Engine) Stats() (storage.Stats, error) {
-	e.mu.RLock()
-	closed := e.closed
-	var live int64
-	if !closed {
-		m := e.db.Metrics()
-		live = m.Total().TablesSize + int64(m.WAL.Size)
-	}
-	e.mu.RUnlock()
-	if closed {
+	live, err := e.LiveBytes()
+	if err != nil {
 		return storage.Stats{}, fmt.Errorf("pebble: stats: %w", storage.ErrClosed)
 	}
 	size, err := dirSize(e.dir)
@@ -278,6 +271,18 @@ func (e *Engine) Stats() (storage.Stats, error) {
 		return storage.Stats{}, fmt.Errorf("pebble: stats: %w", err)
 	}
 	return storage.Stats{DiskBytes: size, Keys: -1, LiveBytes: live}, nil
+}
+
+// LiveBytes implements storage.LiveSizer from Pebble's metrics: the
+// sstables and the live WAL, without the directory listing Stats makes.
+func (e *Engine) LiveBytes() (int64, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return 0, fmt.Errorf("pebble: live bytes: %w", storage.ErrClosed)
+	}
+	m := e.db.Metrics()
+	return m.Total().TablesSize + int64(m.WAL.Size), nil
 }
 
 // dirSize sums the sizes of the regular files in dir. Files that vanish

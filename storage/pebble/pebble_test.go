@@ -113,6 +113,11 @@ func TestProperties(t *testing.T) {
 	if st.DiskBytes < 100_000 || st.DiskBytes != size {
 		t.Errorf("Stats.DiskBytes = %d, want the %d bytes in dir (at least 100000)", st.DiskBytes, size)
 	}
+	// The quota's cheap figure is Stats' LiveBytes, and counts the value.
+	live, err := e.LiveBytes()
+	if err != nil || live != st.LiveBytes || live < 100_000 {
+		t.Errorf("LiveBytes = %d, %v; want Stats.LiveBytes %d (at least 100000)", live, err, st.LiveBytes)
+	}
 	var hasWAL, hasManifest bool
 	for _, n := range names {
 		hasWAL = hasWAL || strings.HasSuffix(n, ".log")
@@ -336,6 +341,10 @@ func TestCloseWithOpenHandles(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Errorf("batch Close = %v", err)
 	}
+	_, err = e.LiveBytes()
+	wantClosed(t, "LiveBytes after Close", err)
+	_, err = e.Stats()
+	wantClosed(t, "Stats after Close", err)
 	wantClosed(t, "engine second Close", e.Close())
 }
 
