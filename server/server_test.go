@@ -480,6 +480,16 @@ func deleteKey(s *Server, ctx context.Context, k []byte) error {
 	return err
 }
 
+// setMinDeferredState sets minDeferredState for one test. Call it before
+// newTestCluster: the old value comes back in a cleanup, and cleanups run
+// last-registered first, so only after the cluster's members have stopped
+// reading it (a deferred restore ran while they were still applying).
+func setMinDeferredState(t *testing.T, v uint64) {
+	old := minDeferredState
+	t.Cleanup(func() { minDeferredState = old })
+	minDeferredState = v
+}
+
 // TestMemoryStateFileDeferred: a memory member whose state file is large
 // next to the entries since it compacts raft's log in memory at every
 // snapshot count but does not rewrite the state file, and a restart
@@ -488,8 +498,7 @@ func TestMemoryStateFileDeferred(t *testing.T) {
 	if testEngine != "memory" {
 		t.Skip("memory engine only")
 	}
-	defer func(d uint64) { minDeferredState = d }(minDeferredState)
-	minDeferredState = 1 // defer from the first state file on
+	setMinDeferredState(t, 1) // defer from the first state file on
 	c := newTestCluster(t, 3)
 	big := bytes.Repeat([]byte("x"), 4096)
 	for i := 0; i < 100; i++ {
@@ -570,8 +579,7 @@ func TestMemoryStateFileRetried(t *testing.T) {
 	if testEngine != "memory" {
 		t.Skip("memory engine only")
 	}
-	defer func(d uint64) { minDeferredState = d }(minDeferredState)
-	minDeferredState = 1
+	setMinDeferredState(t, 1)
 	c := newTestCluster(t, 3)
 	victim := c.members[1]
 	big := bytes.Repeat([]byte("x"), 4096)
@@ -628,6 +636,14 @@ func TestMemoryStateFileRetried(t *testing.T) {
 	before := newestState()
 	write("more", int(size/4096)+40, big)
 	waitCompacted()
+	// A state file started before the disk recovers must fail too: one
+	// that checked the disk only after would succeed at an index the
+	// failures had reached, and the retry below would go untested.
+	for deadline := time.Now().Add(10 * time.Second); victim.snapshotting.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a snapshot is still being written after 10 s")
+		}
+	}
 	restore()
 	if got := newestState(); got != before {
 		t.Fatalf("state file %d written while they failed (newest before: %d)", got, before)
