@@ -60,6 +60,11 @@ func (w *Writer) Write(b []byte) (int, error) {
 	if p.wclosed {
 		return 0, io.ErrClosedPipe
 	}
+	select {
+	case <-p.gone:
+		return 0, p.readErr()
+	default:
+	}
 	n := 0
 	for len(b) > 0 {
 		if p.cur == nil {

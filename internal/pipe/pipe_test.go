@@ -91,6 +91,19 @@ func TestReaderCloseUnblocksWriter(t *testing.T) {
 	w.Close() // must not block or panic
 }
 
+// TestWriteAfterReaderClose: a write fails once the reader has closed,
+// even one that would fit in the block being filled.
+func TestWriteAfterReaderClose(t *testing.T) {
+	r, w := New(4, 1024)
+	if _, err := w.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if n, err := w.Write([]byte("b")); n != 0 || !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("write after the reader closed = %d, %v; want 0, %v", n, err, io.ErrClosedPipe)
+	}
+}
+
 // TestReaderCloseUnblocksReader: a Read waiting for data returns when its
 // own end is closed from another goroutine.
 func TestReaderCloseUnblocksReader(t *testing.T) {
