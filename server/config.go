@@ -38,7 +38,8 @@ type Config struct {
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
-	// RequestTimeout bounds how long a write waits to be applied.
+	// RequestTimeout bounds how long a write waits to be applied
+	// (0: etcd's, 5 s plus two election timeouts).
 	RequestTimeout time.Duration
 	// LeaderWait bounds how long a request waits for a leader to appear.
 	LeaderWait time.Duration
@@ -71,6 +72,15 @@ type Config struct {
 	Logger *zap.Logger
 }
 
+// DefaultRequestTimeout is etcd's request timeout for an election
+// timeout: 5 s plus two election timeouts (7 s with the default 1 s), so
+// that a write proposed just before a leader change can still be applied
+// once the next leader is elected, and one waiting on a follower that
+// lags under load is not reported unknown sooner than etcd would.
+func DefaultRequestTimeout(election time.Duration) time.Duration {
+	return 5*time.Second + 2*election
+}
+
 // DefaultConfig returns a single-member configuration.
 func DefaultConfig() Config {
 	return Config{
@@ -81,7 +91,6 @@ func DefaultConfig() Config {
 		CatchUpEntries:    5000,
 		HeartbeatInterval: 100 * time.Millisecond,
 		ElectionTimeout:   1000 * time.Millisecond,
-		RequestTimeout:    5 * time.Second,
 		MaxRequestBytes:   1536 * 1024,
 		MaxTxnOps:         128,
 		MaxSnapshots:      5,
@@ -124,14 +133,17 @@ func (c *Config) Validate() error {
 	} else if c.ElectionTimeout < 5*c.HeartbeatInterval {
 		errs = append(errs, fmt.Errorf("election timeout (%v) must be at least 5 heartbeat intervals (%v)", c.ElectionTimeout, c.HeartbeatInterval))
 	}
-	if c.RequestTimeout <= 0 {
-		errs = append(errs, errors.New("request timeout must be positive"))
+	if c.RequestTimeout < 0 {
+		errs = append(errs, errors.New("request timeout must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	if c.CatchUpEntries == 0 || c.CatchUpEntries > c.SnapshotCount {
 		c.CatchUpEntries = c.SnapshotCount
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout(c.ElectionTimeout)
 	}
 	if c.LeaderWait == 0 {
 		c.LeaderWait = 2 * c.ElectionTimeout

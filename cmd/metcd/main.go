@@ -86,7 +86,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.Int64Var(&f.maxRequestBytes, "max-request-bytes", 1536*1024, "largest request body (a value) the client API accepts, in bytes")
 	fs.UintVar(&f.heartbeatMs, "heartbeat-interval", 100, "raft heartbeat interval (one tick), in milliseconds")
 	fs.UintVar(&f.electionMs, "election-timeout", 1000, "raft election timeout, in milliseconds")
-	fs.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "how long a write may wait to be committed before its outcome is reported unknown")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "how long a write may wait to be committed before its outcome is reported unknown (0: as etcd, 5s plus two election timeouts)")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go profiles at /debug/pprof/ on the client port")
 	fs.StringVar(&f.listenPeer, "listen-peer-addr", "", "host:port the peer listener binds (default: the host:port of this member's URL in --cluster); for members reached through a proxy or NAT")
 	fs.StringVar(&f.name, "name", "", "member name shown by member list (default metcd-<id>)")

@@ -1,0 +1,38 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/metcd/metcd/storage"
+)
+
+// TestRequestTimeoutDefault checks that an unset request timeout becomes
+// etcd's (5 s plus two election timeouts), that a set one is kept and that
+// a negative one is refused.
+func TestRequestTimeoutDefault(t *testing.T) {
+	for _, tc := range []struct {
+		election, set, want time.Duration
+	}{
+		{time.Second, 0, 7 * time.Second},
+		{2500 * time.Millisecond, 0, 10 * time.Second},
+		{time.Second, 3 * time.Second, 3 * time.Second},
+	} {
+		cfg := DefaultConfig()
+		cfg.Engine = EngineOpener{Name: "none", Open: func(string) (storage.Engine, error) { return nil, nil }}
+		cfg.ElectionTimeout = tc.election
+		cfg.RequestTimeout = tc.set
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("election %v, request timeout %v: %v", tc.election, tc.set, err)
+		}
+		if cfg.RequestTimeout != tc.want {
+			t.Errorf("election %v, request timeout %v: got %v, want %v", tc.election, tc.set, cfg.RequestTimeout, tc.want)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Engine = EngineOpener{Name: "none", Open: func(string) (storage.Engine, error) { return nil, nil }}
+	cfg.RequestTimeout = -time.Second
+	if err := cfg.Validate(); err == nil {
+		t.Error("a negative request timeout was accepted")
+	}
+}
