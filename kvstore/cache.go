@@ -6,8 +6,23 @@ import (
 	"github.com/metcd/metcd/storage"
 )
 
-// DefaultCacheEntries bounds the read cache when SetReadCache is given 0.
-const DefaultCacheEntries = 1 << 18
+// DefaultCacheEntries bounds the read cache when SetReadCache is given 0
+// entries. With values trimmed to a few dozen bytes (ReadCache.Trim) that
+// is about 100 MiB for short keys.
+const DefaultCacheEntries = 1 << 20
+
+// ReadCache configures the read cache of a Store's transactions.
+type ReadCache struct {
+	// Keep selects the keys the cache serves.
+	Keep func(key []byte) bool
+	// Trim, if set, gives the form of a kept key's value the cache holds,
+	// nil to hold the value whole. A trimmed entry answers only
+	// GetTrimmed, the read of callers that need no more than Trim keeps;
+	// a Get of that key goes to the engine.
+	Trim func(key, value []byte) []byte
+	// Entries bounds the keys held (DefaultCacheEntries if 0).
+	Entries int
+}
 
 // readCache keeps the committed values of keys the apply path reads on
 // every write (a key's current record, the revision counters), so that a
@@ -17,13 +32,15 @@ const DefaultCacheEntries = 1 << 18
 // It belongs to the apply goroutine, like Txn; no lock.
 type readCache struct {
 	keep func(key []byte) bool
+	trim func(key, value []byte) []byte
 	max  int
 	m    map[string]cachedValue
 }
 
 type cachedValue struct {
-	v     []byte
-	found bool
+	v       []byte
+	found   bool
+	trimmed bool
 }
 
 func (c *readCache) get(key []byte) (cachedValue, bool) {
@@ -44,10 +61,16 @@ func (c *readCache) set(key, v []byte, found bool) {
 			n--
 		}
 	}
+	trimmed := false
+	if found && c.trim != nil {
+		if t := c.trim(key, v); t != nil {
+			v, trimmed = t, true
+		}
+	}
 	if found {
 		v = append(make([]byte, 0, len(v)), v...)
 	}
-	c.m[string(key)] = cachedValue{v: v, found: found}
+	c.m[string(key)] = cachedValue{v: v, found: found, trimmed: trimmed}
 }
 
 func (c *readCache) clear() { clear(c.m) }
@@ -60,6 +83,16 @@ type cachedReader struct {
 }
 
 func (r cachedReader) Get(key []byte) ([]byte, error) {
+	return r.get(key, false)
+}
+
+// GetTrimmed implements overlay.TrimGetter: a kept key's value as the
+// cache holds it, which may be trimmed (ReadCache.Trim).
+func (r cachedReader) GetTrimmed(key []byte) ([]byte, error) {
+	return r.get(key, true)
+}
+
+func (r cachedReader) get(key []byte, trimmedOK bool) ([]byte, error) {
 	if !r.c.keep(key) {
 		return r.eng.Get(key)
 	}
@@ -67,7 +100,11 @@ func (r cachedReader) Get(key []byte) ([]byte, error) {
 		if !cv.found {
 			return nil, storage.ErrNotFound
 		}
-		return append(make([]byte, 0, len(cv.v)), cv.v...), nil
+		if !cv.trimmed || trimmedOK {
+			return append(make([]byte, 0, len(cv.v)), cv.v...), nil
+		}
+		// The whole value is only in the engine; the entry stays as it is.
+		return r.eng.Get(key)
 	}
 	v, err := r.eng.Get(key)
 	switch {
@@ -83,18 +120,17 @@ func (r cachedReader) NewIterator(opts storage.IterOptions) (storage.Iterator, e
 	return r.eng.NewIterator(opts)
 }
 
-// SetReadCache makes transactions read the keys keep selects through a
-// cache of at most entries keys (DefaultCacheEntries if 0). Every write to
-// such a key must go through Txn; keys another writer changes (a
-// background compaction, say) must not be selected. Call it before the
-// first Txn.
-func (s *Store) SetReadCache(keep func(key []byte) bool, entries int) {
-	if entries <= 0 {
-		entries = DefaultCacheEntries
+// SetReadCache makes transactions read the keys c.Keep selects through a
+// cache (see ReadCache). Every write to such a key must go through Txn;
+// keys another writer changes (a background compaction, say) must not be
+// selected. Call it before the first Txn.
+func (s *Store) SetReadCache(c ReadCache) {
+	if c.Entries <= 0 {
+		c.Entries = DefaultCacheEntries
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cache = &readCache{keep: keep, max: entries, m: make(map[string]cachedValue)}
+	s.cache = &readCache{keep: c.Keep, trim: c.Trim, max: c.Entries, m: make(map[string]cachedValue)}
 }
 
 // base is the reader a new Txn's batch reads through; the caller holds mu.

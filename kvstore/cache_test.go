@@ -41,7 +41,7 @@ func TestReadCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetReadCache(hot, 4)
+	s.SetReadCache(ReadCache{Keep: hot, Entries: 4})
 
 	txn := s.NewTxn()
 	if _, ok := txnGet(t, txn, "h1"); ok {
@@ -115,4 +115,80 @@ func TestReadCache(t *testing.T) {
 	if _, ok := txnGet(t, txn, "h06"); ok {
 		t.Fatal("after restore h06 still found: the cache outlived the engine")
 	}
+}
+
+// TestReadCacheTrim checks a cache that keeps trimmed values: GetTrimmed
+// is served from the cache, Get of a trimmed entry goes to the engine for
+// the whole value, pending writes answer whole, and a value Trim declines
+// is kept whole.
+func TestReadCacheTrim(t *testing.T) {
+	eng := &countingEngine{Engine: memory.New()}
+	// Trim keeps a value's first byte, and declines values starting '!'.
+	trim := func(key, v []byte) []byte {
+		if len(v) == 0 || v[0] == '!' {
+			return nil
+		}
+		return v[:1]
+	}
+	open := func() *Store {
+		s, err := Open(eng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetReadCache(ReadCache{Keep: hot, Trim: trim})
+		return s
+	}
+	s := open()
+	txn := s.NewTxn()
+	txn.Batch().Put([]byte("h1"), []byte("abc"))
+	txn.Batch().Put([]byte("h2"), []byte("!whole"))
+	if err := txn.Commit(1, false); err != nil {
+		t.Fatal(err)
+	}
+
+	trimmed := func(txn *Txn, key, want string, wantGets int) {
+		t.Helper()
+		v, err := txn.Batch().GetTrimmed([]byte(key))
+		if err != nil || string(v) != want || eng.gets != wantGets {
+			t.Fatalf("GetTrimmed(%s) = %q, %v after %d engine gets; want %q after %d", key, v, err, eng.gets, want, wantGets)
+		}
+	}
+	whole := func(txn *Txn, key, want string, wantGets int) {
+		t.Helper()
+		if v, ok := txnGet(t, txn, key); !ok || v != want || eng.gets != wantGets {
+			t.Fatalf("Get(%s) = %q, %v after %d engine gets; want %q after %d", key, v, ok, eng.gets, want, wantGets)
+		}
+	}
+	eng.gets = 0
+	txn = s.NewTxn()
+	trimmed(txn, "h1", "a", 0)
+	whole(txn, "h1", "abc", 1) // the whole value is only in the engine
+	trimmed(txn, "h1", "a", 1) // and the entry stays trimmed
+	whole(txn, "h2", "!whole", 1)
+	trimmed(txn, "h2", "!whole", 1)
+	txn.Batch().Put([]byte("h1"), []byte("pending"))
+	trimmed(txn, "h1", "pending", 1)
+	txn.Batch().Delete([]byte("h2"))
+	if _, err := txn.Batch().GetTrimmed([]byte("h2")); !errors.Is(err, storage.ErrNotFound) || eng.gets != 1 {
+		t.Fatalf("GetTrimmed of a pending delete: %v after %d engine gets", err, eng.gets)
+	}
+	if err := txn.Commit(2, false); err != nil {
+		t.Fatal(err)
+	}
+	eng.gets = 0
+	txn = s.NewTxn()
+	trimmed(txn, "h1", "p", 0)
+	if _, err := txn.Batch().GetTrimmed([]byte("h2")); !errors.Is(err, storage.ErrNotFound) || eng.gets != 0 {
+		t.Fatalf("GetTrimmed of a deleted key: %v after %d engine gets; want not found from the cache", err, eng.gets)
+	}
+	txn.Abort()
+
+	// A cold cache: the first read goes to the engine and may answer whole.
+	s = open()
+	eng.gets = 0
+	txn = s.NewTxn()
+	trimmed(txn, "h1", "pending", 1)
+	trimmed(txn, "h1", "p", 1)
+	whole(txn, "h1", "pending", 2)
+	txn.Abort()
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Engine key prefixes; see doc.go for the layout. Every key this package
@@ -185,4 +187,33 @@ func parseInt64(b []byte) (int64, error) {
 func HotKey(key []byte) bool {
 	return bytes.HasPrefix(key, prefixCurrent) ||
 		bytes.Equal(key, metaRev) || bytes.Equal(key, metaCompact) || bytes.Equal(key, metaKeys)
+}
+
+// TrimHot gives the form of a hot key's value that a read cache may keep
+// in its place (kvstore.ReadCache.Trim): a current record without its key
+// and value fields, which is all a put reads of it (through
+// overlay.Batch.GetTrimmed), in a tenth of the memory for 256-byte
+// values. It returns nil, keep the value whole, for the counters and for
+// a record it cannot parse (a Get then reports that).
+func TrimHot(key, value []byte) []byte {
+	if !bytes.HasPrefix(key, prefixCurrent) {
+		return nil
+	}
+	const keyField, valueField = 1, 5 // mvccpb.KeyValue's key and value
+	out := make([]byte, 0, 32)
+	for b := value; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil
+		}
+		if num != keyField && num != valueField {
+			out = append(out, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	return out
 }

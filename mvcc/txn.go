@@ -103,9 +103,23 @@ func (w *Write) compares(cs []*pb.Compare) (bool, error) {
 // range with no key compares a zero KeyValue, except that a VALUE compare
 // then fails.
 func (w *Write) compare(c *pb.Compare) (bool, error) {
-	kvs, _, err := rangeCurrent(w.b, rangeSpec{key: c.GetKey(), end: c.GetRangeEnd(), rev: w.rev()})
-	if err != nil {
-		return false, err
+	var kvs []*mvccpb.KeyValue
+	if len(c.GetRangeEnd()) == 0 && c.GetTarget() != pb.Compare_VALUE {
+		// One key and not its value: the read a put makes answers it,
+		// from the read cache's trimmed record where there is one.
+		kv, err := getCurrentMeta(w.b, c.GetKey())
+		if err != nil {
+			return false, err
+		}
+		if kv != nil {
+			kvs = []*mvccpb.KeyValue{kv}
+		}
+	} else {
+		var err error
+		kvs, _, err = rangeCurrent(w.b, rangeSpec{key: c.GetKey(), end: c.GetRangeEnd(), rev: w.rev()})
+		if err != nil {
+			return false, err
+		}
 	}
 	if len(kvs) == 0 {
 		if c.GetTarget() == pb.Compare_VALUE {

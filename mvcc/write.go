@@ -96,7 +96,16 @@ func (w *Write) prevKV(req *pb.PutRequest) (*mvccpb.KeyValue, error) {
 }
 
 func getCurrent(r storage.Reader, key []byte) (*mvccpb.KeyValue, error) {
-	v, err := r.Get(currentKey(key))
+	return decodeCurrent(r.Get(currentKey(key)))
+}
+
+// getCurrentMeta reads what a put needs of the key's current pair (its
+// revisions, version and lease; Key and Value may be missing, see TrimHot).
+func getCurrentMeta(b *overlay.Batch, key []byte) (*mvccpb.KeyValue, error) {
+	return decodeCurrent(b.GetTrimmed(currentKey(key)))
+}
+
+func decodeCurrent(v []byte, err error) (*mvccpb.KeyValue, error) {
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
@@ -129,7 +138,7 @@ func (w *Write) put(req *pb.PutRequest, prev *mvccpb.KeyValue) (*pb.PutResponse,
 
 // writePut records a put of key at the next sub-revision.
 func (w *Write) writePut(key, value []byte, lease int64) error {
-	old, err := getCurrent(w.b, key)
+	old, err := getCurrentMeta(w.b, key)
 	if err != nil {
 		w.err = err
 		return err

@@ -96,6 +96,27 @@ func (b *Batch) Get(key []byte) ([]byte, error) {
 	return append(make([]byte, 0, len(v)), v...), nil
 }
 
+// A TrimGetter is a base that can answer a point read with a trimmed
+// value: a form of it, defined by the base's owner, that holds only what
+// some callers need (kvstore's read cache keeps such a form of the keys a
+// write reads, so that it can keep more keys). It may return the whole
+// value instead.
+type TrimGetter interface {
+	GetTrimmed(key []byte) ([]byte, error)
+}
+
+// GetTrimmed is Get for a caller that can use a trimmed value: a pending
+// write gives its whole value; otherwise the base answers, through its
+// GetTrimmed if it is a TrimGetter.
+func (b *Batch) GetTrimmed(key []byte) ([]byte, error) {
+	if tg, ok := b.base.(TrimGetter); ok {
+		if _, pending := b.t.Get(probe(key)); !pending {
+			return tg.GetTrimmed(key)
+		}
+	}
+	return b.Get(key)
+}
+
 // NewIterator returns an iterator over [opts.Lower, opts.Upper) in the
 // direction opts asks for, merging the pending writes with an iterator the
 // base opens with the same options: a pending put yields its value in the
