@@ -21,6 +21,8 @@ type env struct {
 	eng storage.Engine
 	s   *Store
 	ob  *overlay.Batch
+	// base is what ob reads through: eng, unless a test sets another.
+	base storage.Reader
 }
 
 func newEnv(t testing.TB) *env { return newEnvOn(t, memory.New(), Options{}) }
@@ -31,7 +33,7 @@ func newEnvOn(t testing.TB, eng storage.Engine, opts Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, eng: eng, s: s, ob: overlay.New(eng)}
+	return &env{t: t, eng: eng, s: s, ob: overlay.New(eng), base: eng}
 }
 
 // commit writes the pending batch into the engine.
@@ -40,6 +42,7 @@ func (e *env) commit() {
 	if err := commitBatch(e.eng, e.ob); err != nil {
 		e.t.Fatal(err)
 	}
+	e.ob.Reset(e.base)
 }
 
 func commitBatch(eng storage.Engine, ob *overlay.Batch) error {

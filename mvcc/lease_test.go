@@ -18,14 +18,27 @@ var _ Attacher = (*lease.Lessor)(nil)
 
 // TestLeaseAttachments runs the Store with metcd's lessor: puts and
 // deletes move keys between leases, and a revoke deletes the lease's keys
-// in one revision.
+// in one revision. It runs again with puts reading trimmed current records
+// (TrimHot), as they do through the server's read cache: a put learns the
+// key's old lease from them.
 func TestLeaseAttachments(t *testing.T) {
+	t.Run("engine", func(t *testing.T) { testLeaseAttachments(t, false) })
+	t.Run("trimmed", func(t *testing.T) { testLeaseAttachments(t, true) })
+}
+
+func testLeaseAttachments(t *testing.T, trimmed bool) {
 	eng := memory.New()
 	l, err := lease.New(eng, lease.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := newEnvOn(t, eng, Options{LeaseExists: l.Exists, Leases: l})
+	var tr *trimmingReader
+	if trimmed {
+		tr = &trimmingReader{Engine: eng}
+		e.base = tr
+		e.ob.Reset(tr)
+	}
 	for _, id := range []int64{7, 8, 9} {
 		if _, err := l.Grant(e.ob, id, 60); err != nil {
 			t.Fatal(err)
@@ -58,6 +71,9 @@ func TestLeaseAttachments(t *testing.T) {
 	e.del("a", "")
 	if _, err := e.txn(&pb.TxnRequest{Success: []*pb.RequestOp{putOp("h", "", 8), delOp("e", "")}}); err != nil {
 		t.Fatal(err)
+	}
+	if trimmed && tr.trimmed == 0 {
+		t.Fatal("no put read a trimmed record")
 	}
 	if got := keys(7); got != `["b" "c"]` {
 		t.Fatalf("lease 7: %s", got)
