@@ -16,7 +16,7 @@ type ReadCache struct {
 	// Keep selects the keys the cache serves.
 	Keep func(key []byte) bool
 	// Trim, if set, gives the form of a kept key's value the cache holds,
-	// nil to hold the value whole. A trimmed entry answers only
+	// in a slice of its own, or nil to hold the value whole. A trimmed entry answers only
 	// GetTrimmed, the read of callers that need no more than Trim keeps;
 	// a Get of that key goes to the engine.
 	Trim func(key, value []byte) []byte
@@ -63,11 +63,12 @@ func (c *readCache) set(key, v []byte, found bool) {
 	}
 	trimmed := false
 	if found && c.trim != nil {
+		// Trim returns a new slice; the cache may keep it as it is.
 		if t := c.trim(key, v); t != nil {
 			v, trimmed = t, true
 		}
 	}
-	if found {
+	if found && !trimmed {
 		v = append(make([]byte, 0, len(v)), v...)
 	}
 	c.m[string(key)] = cachedValue{v: v, found: found, trimmed: trimmed}

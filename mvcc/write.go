@@ -87,9 +87,15 @@ func (s *Store) checkLease(req *pb.PutRequest) error {
 	return nil
 }
 
+// needsPrev reports whether a put must read the key's whole current pair
+// (prevKV) rather than only what writePut needs of it.
+func needsPrev(req *pb.PutRequest) bool {
+	return req.IgnoreValue || req.IgnoreLease || req.PrevKv
+}
+
 // prevKV reads the key's current pair when the request needs it.
 func (w *Write) prevKV(req *pb.PutRequest) (*mvccpb.KeyValue, error) {
-	if !req.IgnoreValue && !req.IgnoreLease && !req.PrevKv {
+	if !needsPrev(req) {
 		return nil, nil
 	}
 	return getCurrent(w.b, req.Key)
@@ -129,19 +135,23 @@ func (w *Write) put(req *pb.PutRequest, prev *mvccpb.KeyValue) (*pb.PutResponse,
 	if req.PrevKv && prev != nil {
 		resp.PrevKv = prev
 	}
-	if err := w.writePut(req.Key, val, lease); err != nil {
+	if err := w.writePut(req.Key, val, lease, prev, needsPrev(req)); err != nil {
 		return nil, err
 	}
 	resp.Header.Revision = w.begin + 1
 	return resp, nil
 }
 
-// writePut records a put of key at the next sub-revision.
-func (w *Write) writePut(key, value []byte, lease int64) error {
-	old, err := getCurrentMeta(w.b, key)
-	if err != nil {
-		w.err = err
-		return err
+// writePut records a put of key at the next sub-revision. old is the
+// key's current pair when read is set (prevKV read it already); otherwise
+// writePut reads what it needs of it.
+func (w *Write) writePut(key, value []byte, lease int64, old *mvccpb.KeyValue, read bool) error {
+	if !read {
+		var err error
+		if old, err = getCurrentMeta(w.b, key); err != nil {
+			w.err = err
+			return err
+		}
 	}
 	rv := revision{main: w.begin + 1, sub: w.changes}
 	kv := &mvccpb.KeyValue{
