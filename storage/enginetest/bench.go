@@ -1,6 +1,7 @@
 package enginetest
 
 import (
+	"errors"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -94,6 +95,22 @@ func Bench(b *testing.B, f Factory) {
 		for i := range b.N {
 			if _, err := e.Get(keys[order[i%len(order)]]); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+	// A miss is what a put of a new key costs the store first: the lookup
+	// of the key's current record. The keys sort between loaded ones.
+	b.Run("GetMiss100k", func(b *testing.B) {
+		order := rand.New(rand.NewPCG(3, 3)).Perm(len(keys))
+		miss := make([][]byte, len(keys))
+		for i, k := range keys {
+			miss[i] = append(k[:len(k):len(k)], 'x')
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := e.Get(miss[order[i%len(order)]]); !errors.Is(err, storage.ErrNotFound) {
+				b.Fatalf("Get of an absent key: %v, want ErrNotFound", err)
 			}
 		}
 	})

@@ -7,3 +7,10 @@ func SetLoadTableSize(n int) int {
 	loadTableSize = n
 	return old
 }
+
+// FilterHits returns how many table reads the engine's filters have
+// spared so far: lookups a filter answered "not in this table".
+func FilterHits(e *Engine) int64 { return e.db.Metrics().Filter.Hits }
+
+// Flush writes the memtable out as a table in L0 and waits for it.
+func Flush(e *Engine) error { return e.db.Flush() }

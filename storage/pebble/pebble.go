@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/metcd/metcd/storage"
 )
@@ -104,6 +105,15 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		Logger:             o.Logger,
 		EventListener:      &pebble.EventListener{BackgroundError: stopOnDiskError(o.Logger)},
 	}
+	// A put reads its key's current record first, and a key being created
+	// has none: without a filter that miss reads a data block of every
+	// table whose range covers the key. A filter answers it from memory.
+	// Pebble's Get never reads the last level's filters (a key it looks up
+	// is usually found there), so that level is written without them.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	po.Levels[len(po.Levels)-1].FilterPolicy = pebble.NoFilterPolicy
 	(&stallReporter{lg: o.Logger, after: stallReportAfter}).listen(po.EventListener)
 	db, err := pebble.Open(path, po)
 	if err != nil {

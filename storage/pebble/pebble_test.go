@@ -554,3 +554,41 @@ func TestEmptyLowerRepeated(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterSkipsAbsentKeys: a Get of a key that no table holds is answered
+// by the tables' filters, not by reading their data blocks. This is the
+// lookup a put makes for a key it creates.
+func TestFilterSkipsAbsentKeys(t *testing.T) {
+	e := open(t, t.TempDir(), &pebble.Options{CacheSize: 1 << 20, MemTableSize: 256 << 10})
+	val := bytes.Repeat([]byte("v"), 100)
+	const n = 4000
+	for i := 0; i < n; i += 200 {
+		b := e.NewBatch()
+		for j := i; j < i+200; j += 2 { // even keys only
+			b.Put(fmt.Appendf(nil, "key/%05d", j), val)
+		}
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every key now lives in a table in L0. (Pebble's Get skips the filters
+	// of the last level, L6, where a key it looks up is usually found.)
+	if err := pebble.Flush(e); err != nil {
+		t.Fatal(err)
+	}
+	before := pebble.FilterHits(e)
+	for j := 1; j < n; j += 2 {
+		if v, err := e.Get(fmt.Appendf(nil, "key/%05d", j)); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Get of absent key/%05d = %q, %v; want ErrNotFound", j, v, err)
+		}
+	}
+	for j := 0; j < n; j += 2 {
+		if v, err := e.Get(fmt.Appendf(nil, "key/%05d", j)); err != nil || !bytes.Equal(v, val) {
+			t.Fatalf("Get of key/%05d = %d bytes, %v; want the value", j, len(v), err)
+		}
+	}
+	// A 10-bit Bloom filter lets about 1 % of absent keys through.
+	if hits := pebble.FilterHits(e) - before; hits < n/2*9/10 {
+		t.Errorf("filters excluded %d of %d absent-key lookups; want at least 90 %%", hits, n/2)
+	}
+}
