@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 
 	"github.com/metcd/metcd/storage"
@@ -81,7 +84,7 @@ func TestReadCache(t *testing.T) {
 	if err := txn.Commit(3, false); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(s.cache.m); n > 4 {
+	if n := s.cache.len(); n > 4 {
 		t.Fatalf("cache holds %d keys, limit 4", n)
 	}
 	txn = s.NewTxn()
@@ -105,7 +108,7 @@ func TestReadCache(t *testing.T) {
 	if _, err := s.Restore(bytes.NewReader(snapshotBytes(t, other)), memory.New()); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(s.cache.m); n != 0 {
+	if n := s.cache.len(); n != 0 {
 		t.Fatalf("cache holds %d keys of the replaced engine", n)
 	}
 	txn = s.NewTxn()
@@ -128,7 +131,7 @@ func TestReadCacheTrim(t *testing.T) {
 		if len(v) == 0 || v[0] == '!' {
 			return nil
 		}
-		return []byte{v[0]} // a slice of its own, as ReadCache.Trim must give
+		return []byte{v[0]}
 	}
 	open := func() *Store {
 		s, err := Open(eng)
@@ -191,4 +194,115 @@ func TestReadCacheTrim(t *testing.T) {
 	trimmed(txn, "h1", "p", 1)
 	whole(txn, "h1", "pending", 2)
 	txn.Abort()
+}
+
+// TestReadCacheArena drives the cache's arena directly with random sets,
+// and checks every get against a plain map of what was set last: values
+// rewritten in place, grown out of their room, shrunk, deleted (cached as
+// not found), evicted, moved by compactions, and keys whose hashes
+// collide. An entry may be missing (evicted, or displaced by a colliding
+// key) but never wrong.
+func TestReadCacheArena(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hash func(maphash.Seed, []byte) uint64
+		max  int
+	}{
+		{"maphash", maphash.Bytes, 64},
+		{"colliding", func(_ maphash.Seed, k []byte) uint64 { return uint64(k[len(k)-1] % 8) }, 64},
+		{"small", maphash.Bytes, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			trim := func(key, v []byte) []byte {
+				if len(v) > 0 && v[0] == 't' {
+					return append([]byte(nil), v[:len(v)/2]...)
+				}
+				return nil
+			}
+			c := newReadCache(ReadCache{Keep: hot, Trim: trim, Entries: tc.max})
+			c.hash = tc.hash
+			c.minCompact = 0 // compact as soon as half the arena is dead
+			type want struct {
+				v              string
+				found, trimmed bool
+			}
+			model := map[string]want{}
+			rng := rand.New(rand.NewPCG(7, 7))
+			compactions := 0
+			for i := 0; i < 20000; i++ {
+				key := fmt.Sprintf("h%03d", rng.IntN(100))
+				switch rng.IntN(10) {
+				case 0:
+					c.set([]byte(key), nil, false)
+					model[key] = want{}
+				case 1, 2, 3, 4:
+					// Lengths that mostly fit the entry's room, sometimes not.
+					v := make([]byte, rng.IntN(40))
+					for j := range v {
+						v[j] = byte('a' + rng.IntN(26))
+					}
+					before := len(c.arena)
+					c.set([]byte(key), v, true)
+					if len(c.arena) < before {
+						compactions++
+					}
+					w := want{v: string(v), found: true}
+					if tv := trim([]byte(key), v); tv != nil {
+						w = want{v: string(tv), found: true, trimmed: true}
+					}
+					model[key] = w
+				default:
+					cv, ok := c.get([]byte(key))
+					if !ok {
+						continue
+					}
+					w, known := model[key]
+					if !known {
+						t.Fatalf("op %d: %s cached but never set", i, key)
+					}
+					if cv.found != w.found || cv.trimmed != w.trimmed || (cv.found && string(cv.v) != w.v) {
+						t.Fatalf("op %d: %s = %q found=%v trimmed=%v; want %q found=%v trimmed=%v",
+							i, key, cv.v, cv.found, cv.trimmed, w.v, w.found, w.trimmed)
+					}
+				}
+				if c.len() > tc.max {
+					t.Fatalf("op %d: %d entries, limit %d", i, c.len(), tc.max)
+				}
+				if c.dead > len(c.arena) {
+					t.Fatalf("op %d: %d dead bytes in an arena of %d", i, c.dead, len(c.arena))
+				}
+			}
+			if compactions == 0 {
+				t.Fatal("no compaction happened; the test did not exercise it")
+			}
+			// Everything still cached reads back as last set.
+			hits := 0
+			for key, w := range model {
+				if cv, ok := c.get([]byte(key)); ok {
+					hits++
+					if cv.found != w.found || (cv.found && string(cv.v) != w.v) {
+						t.Fatalf("at the end %s = %q, %v; want %q, %v", key, cv.v, cv.found, w.v, w.found)
+					}
+				}
+			}
+			if hits == 0 {
+				t.Fatal("nothing cached at the end")
+			}
+			c.clear()
+			if _, ok := c.get([]byte("h001")); ok || c.len() != 0 {
+				t.Fatalf("after clear: %d entries", c.len())
+			}
+		})
+	}
+}
+
+// TestReadCacheNoPointers: the cache's index and arena hold no pointers,
+// which is what keeps the garbage collector out of them.
+func TestReadCacheNoPointers(t *testing.T) {
+	c := newReadCache(ReadCache{Keep: hot})
+	for _, typ := range []reflect.Type{reflect.TypeOf(c.idx).Key(), reflect.TypeOf(c.idx).Elem(), reflect.TypeOf(c.arena).Elem()} {
+		if typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.String || typ.Kind() == reflect.Map || typ.Kind() == reflect.Interface {
+			t.Errorf("cache holds %v, a type with pointers", typ)
+		}
+	}
 }
