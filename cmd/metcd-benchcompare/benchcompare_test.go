@@ -229,6 +229,30 @@ func TestReport(t *testing.T) {
 		t.Log(md)
 	}
 
+	// Parts run at different commits say so; a part that recorded none
+	// (results written before parts recorded theirs) says that.
+	res.Compare.Metcd, res.Growth.Metcd = "old111", "new222"
+	md = markdown(res, "performance.png", "performance-results.json", "")
+	for _, want := range []string{
+		"metcd side by side `old111`, growth `new222`;",
+		"measured at metcd `old111` from s to f.",
+		"Measured at metcd `new222` from",
+		"| metcd | side by side `old111`, growth `new222`; engines pebble |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown with two commits lacks %q", want)
+		}
+	}
+	res.Growth.Metcd = "old111"
+	if md = markdown(res, "performance.png", "performance-results.json", ""); !strings.Contains(md, "Generated 2026-01-01T00:00:00Z. metcd `old111`;") {
+		t.Errorf("markdown with one commit for both parts lacks it in its header")
+	}
+	res.Compare.Metcd = ""
+	if md = markdown(res, "performance.png", "performance-results.json", ""); !strings.Contains(md, "side by side not recorded, growth `old111`") {
+		t.Errorf("markdown with a part that recorded no commit does not say so")
+	}
+	res.Compare.Metcd, res.Growth.Metcd = "", ""
+
 	charts := res.charts()
 	if len(charts) != 2+2+6 {
 		t.Fatalf("%d charts", len(charts))

@@ -171,6 +171,7 @@ type CompareRun struct {
 
 // CompareSection is the side-by-side comparison.
 type CompareSection struct {
+	Metcd           string         `json:"metcd,omitempty"` // the metcd source measured (git describe)
 	Started         string         `json:"started"`
 	Finished        string         `json:"finished,omitempty"`
 	Command         string         `json:"command"`
@@ -209,7 +210,7 @@ func (e *env) commonBenchArgs(eps []string, duration, warmup time.Duration) []st
 func (e *env) runCompare(ctx context.Context) {
 	o := e.o
 	sec := &CompareSection{
-		Started: nowUTC(), Command: e.command, Quick: o.quick,
+		Metcd: e.res.Metcd.Source, Started: nowUTC(), Command: e.command, Quick: o.quick,
 		DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(), Rounds: o.rounds, Members: o.members,
 		KeyBytes: o.keySize, ValueBytes: o.valSize, Workloads: o.workloads, Runs: []CompareRun{},
 	}

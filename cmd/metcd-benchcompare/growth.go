@@ -59,6 +59,7 @@ type GrowthPoint struct {
 
 // GrowthSection is the "cost as the work grows" part.
 type GrowthSection struct {
+	Metcd           string        `json:"metcd,omitempty"` // the metcd source measured (git describe)
 	Started         string        `json:"started"`
 	Finished        string        `json:"finished,omitempty"`
 	Command         string        `json:"command"`
@@ -92,7 +93,7 @@ func (sec *GrowthSection) recordCommand(step string, args []string) {
 func (e *env) runGrowth(ctx context.Context) {
 	o := e.o
 	sec := &GrowthSection{
-		Started: nowUTC(), Command: e.command, Quick: o.quick, Keys: o.growthKeys, Clients: o.clients,
+		Metcd: e.res.Metcd.Source, Started: nowUTC(), Command: e.command, Quick: o.quick, Keys: o.growthKeys, Clients: o.clients,
 		DurationSeconds: o.growthDuration.Seconds(), Points: []GrowthPoint{},
 	}
 	for _, s := range e.systems {

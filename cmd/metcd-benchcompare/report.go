@@ -38,6 +38,42 @@ type MetcdInfo struct {
 
 // loadResults reads the results of an earlier invocation from path, or
 // returns empty results.
+// metcdSources names the metcd commit each part measured ("not recorded"
+// for results written before parts recorded theirs), or one commit when
+// both parts measured the same.
+func metcdSources(res *Results) string {
+	var parts []string
+	add := func(name, src string) {
+		if src == "" {
+			src = "not recorded"
+		} else {
+			src = "`" + src + "`"
+		}
+		parts = append(parts, name+" "+src)
+	}
+	if res.Compare != nil {
+		add("side by side", res.Compare.Metcd)
+	}
+	if res.Growth != nil {
+		add("growth", res.Growth.Metcd)
+	}
+	if len(parts) == 0 {
+		return "`" + res.Metcd.Source + "`"
+	}
+	if res.Compare != nil && res.Growth != nil && res.Compare.Metcd == res.Growth.Metcd && res.Compare.Metcd != "" {
+		return "`" + res.Compare.Metcd + "`"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// atMetcd is " at metcd `src`", or nothing when src was not recorded.
+func atMetcd(src string) string {
+	if src == "" {
+		return ""
+	}
+	return " at metcd `" + src + "`"
+}
+
 func loadResults(path string) *Results {
 	fresh := &Results{Schema: resultsSchema}
 	if path == "" {
@@ -260,7 +296,9 @@ func markdown(res *Results, pngName, jsonName, analysis string) string {
 	w("machine affects them alike. Figures are means over the rounds. Everything runs on one machine: the\n")
 	w("members, the load generator and the disk are shared, so this measures the cost of each system's work, not a\n")
 	w("deployment's capacity.\n\n")
-	w("Generated %s. metcd `%s`; etcd %s (%s).\n", res.Generated, res.Metcd.Source, res.Etcd.Version, res.Etcd.Source)
+	// Each part names the metcd it measured: a run of one part keeps the
+	// other's results, which may come from an older commit.
+	w("Generated %s. metcd %s; etcd %s (%s).\n", res.Generated, metcdSources(res), res.Etcd.Version, res.Etcd.Source)
 	w("Raw results: [%s](%s).\n\n", jsonName, jsonName)
 	w("![metcd and etcd side by side](%s)\n\n", pngName)
 
@@ -281,7 +319,7 @@ func markdown(res *Results, pngName, jsonName, analysis string) string {
 	w("| data dirs on | %s |\n", orDash(m.WorkDirFS))
 	w("| Go | %s |\n", m.GoVersion)
 	w("| etcd | %s: `%s` |\n", res.Etcd.Version, mdEscape(res.Etcd.Source))
-	w("| metcd | `%s`, engines %s |\n\n", res.Metcd.Source, strings.Join(res.Metcd.Engines, ", "))
+	w("| metcd | %s; engines %s |\n\n", metcdSources(res), strings.Join(res.Metcd.Engines, ", "))
 
 	s := res.Settings
 	w("## Settings\n\n")
@@ -377,7 +415,7 @@ func writeCompare(b *strings.Builder, res *Results, sec *CompareSection, etcdLab
 	if sec.WarmupSeconds > 0 {
 		w(", each after a %gs unmeasured warm-up (not for watch)", sec.WarmupSeconds)
 	}
-	w("; measured from %s to %s.", sec.Started, orDash(sec.Finished))
+	w("; measured%s from %s to %s.", atMetcd(sec.Metcd), sec.Started, orDash(sec.Finished))
 	if sec.Interrupted {
 		w(" **Interrupted**: some runs are missing.")
 	}
@@ -463,7 +501,7 @@ func writeGrowth(b *strings.Builder, res *Results, sec *GrowthSection) {
 	w("publish timeout, when its first attempt to publish itself is lost while it installs the snapshot). Memory is VmRSS from\n")
 	w("`/proc/<pid>/status` of each member (members in id order). Key counts: %s (`--growth-keys`; 10M takes long on a\n", countsLabel(sec.Keys))
 	w("small machine). A system that keeps every key in memory is skipped at a key count where its members' RSS, projected\n")
-	w("from the smaller counts measured, would not fit in three quarters of the machine's memory. Measured from %s to %s.", sec.Started, orDash(sec.Finished))
+	w("from the smaller counts measured, would not fit in three quarters of the machine's memory. Measured%s from %s to %s.", atMetcd(sec.Metcd), sec.Started, orDash(sec.Finished))
 	if sec.Interrupted {
 		w(" **Interrupted**: some points are missing.")
 	}
