@@ -65,6 +65,11 @@ type Config struct {
 	// CompactionBatchLimit bounds the history records physical
 	// compaction removes per engine batch.
 	CompactionBatchLimit int
+	// ReadCacheKeys bounds the keys whose current record the apply path
+	// keeps in memory on a disk engine, 70-110 bytes each with short
+	// keys (0: kvstore.DefaultCacheEntries). A put of a key outside it
+	// reads the key's record from the engine.
+	ReadCacheKeys int
 
 	MaxSnapshots uint
 	MaxWALs      uint
@@ -135,6 +140,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout < 0 {
 		errs = append(errs, errors.New("request timeout must not be negative"))
+	}
+	if c.ReadCacheKeys < 0 {
+		errs = append(errs, errors.New("read cache keys must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

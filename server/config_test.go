@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +35,18 @@ func TestRequestTimeoutDefault(t *testing.T) {
 	cfg.RequestTimeout = -time.Second
 	if err := cfg.Validate(); err == nil {
 		t.Error("a negative request timeout was accepted")
+	}
+}
+
+func TestReadCacheKeys(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Engine = EngineOpener{Name: "none", Open: func(string) (storage.Engine, error) { return nil, nil }}
+	cfg.ReadCacheKeys = -1
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "read cache") {
+		t.Errorf("a negative read cache size: %v, want an error naming it", err)
+	}
+	cfg.ReadCacheKeys = 0
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("the default read cache size: %v", err)
 	}
 }

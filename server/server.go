@@ -383,7 +383,7 @@ func (s *Server) openStore(boot *consensus.Bootstrap) error {
 		// The memory engine answers as fast as a cache would. The cache
 		// keeps a current record without its value (mvcc.TrimHot), so
 		// the same memory covers about four times the keys.
-		st.SetReadCache(kvstore.ReadCache{Keep: mvcc.HotKey, Trim: mvcc.TrimHot})
+		st.SetReadCache(kvstore.ReadCache{Keep: mvcc.HotKey, Trim: mvcc.TrimHot, Entries: s.cfg.ReadCacheKeys})
 	}
 	s.store = st
 	si := boot.SnapshotIndex()
