@@ -66,7 +66,7 @@ type Config struct {
 	// compaction removes per engine batch.
 	CompactionBatchLimit int
 	// ReadCacheKeys bounds the keys whose current record the apply path
-	// keeps in memory on a disk engine, 70-110 bytes each with short
+	// keeps in memory on a disk engine, 70-120 bytes each with short
 	// keys (0: kvstore.DefaultCacheEntries). A put of a key outside it
 	// reads the key's record from the engine.
 	ReadCacheKeys int
