@@ -195,6 +195,16 @@ func sampleResults() *Results {
 	return res
 }
 
+// mustContain reports each of wants that text, named what, lacks.
+func mustContain(t *testing.T, what, text string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(text, want) {
+			t.Errorf("%s lacks %q", what, want)
+		}
+	}
+}
+
 func TestReport(t *testing.T) {
 	res := sampleResults()
 	a := aggregate(res.Compare, "put-1", "metcd-pebble")
@@ -206,7 +216,7 @@ func TestReport(t *testing.T) {
 		t.Errorf("aggregate with a failed round: %+v", e)
 	}
 	md := markdown(res, "performance.png", "performance-results.json", "## Where the time goes\n\nprose")
-	for _, want := range []string{
+	mustContain(t, "markdown", md,
 		"**Smoke run of the side-by-side part.**",
 		"| put, 1 client (on the leader) | 500 req/s, p99 8.00 ms | 1000 req/s (2.00×), p99 4.00 ms (0.50×) |",
 		"| metcd (pebble) | 1000 | 900, 1100 | 1.33 | 2.00 | 4.00 | 6.00 | 10.0 | 2.00× | 0.50× | 0 | 60 |",
@@ -220,11 +230,7 @@ func TestReport(t *testing.T) {
 		"![metcd and etcd side by side](performance.png)",
 		"| CPUs (nproc) | 2 |",
 		"--snapshot-count 10000 --quota-backend-bytes 8589934592",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q", want)
-		}
-	}
+	)
 	if t.Failed() {
 		t.Log(md)
 	}
@@ -233,16 +239,12 @@ func TestReport(t *testing.T) {
 	// (results written before parts recorded theirs) says that.
 	res.Compare.Metcd, res.Growth.Metcd = "old111", "new222"
 	md = markdown(res, "performance.png", "performance-results.json", "")
-	for _, want := range []string{
+	mustContain(t, "markdown with two commits", md,
 		"metcd side by side `old111`, growth `new222`;",
 		"measured at metcd `old111` from s to f.",
 		"Measured at metcd `new222` from",
 		"| metcd | side by side `old111`, growth `new222`; engines pebble |",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown with two commits lacks %q", want)
-		}
-	}
+	)
 	res.Growth.Metcd = "old111"
 	if md = markdown(res, "performance.png", "performance-results.json", ""); !strings.Contains(md, "Generated 2026-01-01T00:00:00Z. metcd `old111`;") {
 		t.Errorf("markdown with one commit for both parts lacks it in its header")
