@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
+	"time"
 
 	"github.com/metcd/metcd/storage"
 )
@@ -25,6 +26,21 @@ type ReadCache struct {
 	Trim func(key, value []byte) []byte
 	// Entries bounds the keys held (DefaultCacheEntries if 0).
 	Entries int
+	// Load, if set, lets the cache hold every key Keep selects, so that a
+	// kept key it does not hold is absent and reading it costs no engine
+	// lookup: a put that creates its key reads the key first. Load calls
+	// add for each kept key in r until add returns false, and reports
+	// whether it gave them all: false when there are more than max. The
+	// store runs it in the background on a snapshot of the engine, when
+	// the cache is set and after a restore (see fill); the cache stays
+	// complete until it has to evict.
+	Load func(r storage.Reader, max int, add func(key, value []byte) bool) (bool, error)
+	// Filled, if set, is told how each fill that was not stopped ended,
+	// on the fill's goroutine: the keys it read, whether that is every
+	// kept key, the time it took, and the engine's error if it failed.
+	// The next transaction swaps the filled cache in, unless the live one
+	// forgot a key meanwhile.
+	Filled func(entries int, complete bool, took time.Duration, err error)
 }
 
 // readCache keeps the committed values of keys the apply path reads on
@@ -41,9 +57,19 @@ type ReadCache struct {
 // keys cached that was 89 % of a member's live heap, and marking it took a
 // tenth to a fifth of the leader's CPU.
 type readCache struct {
+	cfg  ReadCache
 	keep func(key []byte) bool
 	trim func(key, value []byte) []byte
 	max  int
+	// complete is set while idx holds every kept key the engine has
+	// (ReadCache.Load): a miss is then an absent key. Absent keys get no
+	// entry in that state, and an eviction or a key displaced by another
+	// with the same hash ends it.
+	complete bool
+	// forgets counts the times the cache dropped a key it knew (evictions,
+	// displaced keys, clears); a fill compares it to see that every change
+	// since its snapshot is still here to be merged.
+	forgets uint64
 
 	seed  maphash.Seed
 	hash  func(seed maphash.Seed, key []byte) uint64 // maphash.Bytes; tests force collisions
@@ -78,6 +104,7 @@ const defaultMinCompact = 1 << 20
 
 func newReadCache(c ReadCache) *readCache {
 	return &readCache{
+		cfg:        c,
 		keep:       c.Keep,
 		trim:       c.Trim,
 		max:        c.Entries,
@@ -130,21 +157,54 @@ func (c *readCache) set(key, v []byte, found bool) {
 	} else {
 		v = nil
 	}
+	c.put(key, v, flags)
+}
+
+// put stores v, already in the form the cache holds, with its flags.
+func (c *readCache) put(key, v []byte, flags byte) {
+	found := flags&flagFound != 0
 	h := c.hash(c.seed, key)
 	if off, ok := c.idx[h]; ok {
 		k, old, _, size := c.entry(off)
-		if room := len(old) + int(c.arena[off+1]); bytes.Equal(k, key) && len(v) <= room && room-len(v) <= maxSlack {
+		same := bytes.Equal(k, key)
+		if !found && c.complete {
+			// A complete cache holds present keys only. If another key
+			// has this hash, key is not cached and so absent already.
+			if same {
+				c.drop(h, size)
+			}
+			return
+		}
+		if room := len(old) + int(c.arena[off+1]); same && len(v) <= room && room-len(v) <= maxSlack {
 			c.arena[off] = flags
 			c.arena[off+1] = byte(room - len(v))
 			copy(old[:len(v):room], v)
 			return
 		}
-		// It moves (or a key with the same hash takes its place).
+		if !same {
+			// A key with the same hash takes its place: that key is no
+			// longer held, though the engine may have it.
+			c.complete = false
+			c.forgets++
+		}
 		c.dead += size
+	} else if !found && c.complete {
+		return
 	} else if len(c.idx) >= c.max {
 		c.evict()
 	}
 	c.idx[h] = c.append(key, v, flags)
+	c.maybeCompact()
+}
+
+// drop removes the entry of hash h, whose size is size.
+func (c *readCache) drop(h uint64, size int) {
+	delete(c.idx, h)
+	c.dead += size
+	c.maybeCompact()
+}
+
+func (c *readCache) maybeCompact() {
 	if c.dead > c.minCompact && c.dead > len(c.arena)/2 {
 		c.compact()
 	}
@@ -166,6 +226,8 @@ func (c *readCache) append(key, v []byte, flags byte) uint64 {
 // evict drops an eighth of the entries, at random (map order): cheap, and
 // a working set larger than the cache still mostly hits on its hot part.
 func (c *readCache) evict() {
+	c.complete = false
+	c.forgets++
 	n := max(c.max/8, 1)
 	for h, off := range c.idx {
 		if n <= 0 {
@@ -196,6 +258,16 @@ func (c *readCache) len() int { return len(c.idx) }
 func (c *readCache) clear() {
 	clear(c.idx)
 	c.arena, c.dead = nil, 0
+	c.complete = false
+	c.forgets++
+}
+
+// each calls fn for every entry, with the value as held and its flags.
+func (c *readCache) each(fn func(key, v []byte, flags byte)) {
+	for _, off := range c.idx {
+		k, v, flags, _ := c.entry(off)
+		fn(k, v, flags)
+	}
 }
 
 // cachedReader is the base a Txn's batch reads through: cacheable keys
@@ -229,6 +301,9 @@ func (r cachedReader) get(key []byte, trimmedOK bool) ([]byte, error) {
 		// The whole value is only in the engine; the entry stays as it is.
 		return r.eng.Get(key)
 	}
+	if r.c.complete {
+		return nil, storage.ErrNotFound
+	}
 	v, err := r.eng.Get(key)
 	switch {
 	case err == nil:
@@ -244,16 +319,31 @@ func (r cachedReader) NewIterator(opts storage.IterOptions) (storage.Iterator, e
 }
 
 // SetReadCache makes transactions read the keys c.Keep selects through a
-// cache (see ReadCache). Every write to such a key must go through Txn;
-// keys another writer changes (a background compaction, say) must not be
-// selected. Call it before the first Txn.
+// cache (see ReadCache), and starts filling it if c.Load is set. Every
+// write to such a key must go through Txn; keys another writer changes (a
+// background compaction, say) must not be selected. Call it before the
+// first Txn.
 func (s *Store) SetReadCache(c ReadCache) {
 	if c.Entries <= 0 {
 		c.Entries = DefaultCacheEntries
 	}
+	s.stopFill()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cache = newReadCache(c)
+	s.startFill()
+}
+
+// ReadCacheState reports how many keys the read cache holds and whether
+// that is all the keys it keeps (ReadCache.Load). Call it from the
+// goroutine running transactions.
+func (s *Store) ReadCacheState() (entries int, complete bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.cache == nil {
+		return 0, false
+	}
+	return s.cache.len(), s.cache.complete
 }
 
 // base is the reader a new Txn's batch reads through; the caller holds mu.

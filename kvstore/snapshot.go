@@ -172,12 +172,14 @@ func (s *Store) Restore(r io.Reader, fresh storage.Engine) (uint64, error) {
 	if err := b.Commit(true); err != nil {
 		return 0, fmt.Errorf("kvstore: restore: write applied index: %w", err)
 	}
+	s.stopFill() // it reads the old engine
 	s.mu.Lock()
 	old := s.eng
 	s.eng = fresh
 	if s.cache != nil {
 		// It knew the old engine.
 		s.cache.clear()
+		s.startFill()
 	}
 	s.applied.Store(applied)
 	s.mu.Unlock()

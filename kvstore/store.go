@@ -54,6 +54,9 @@ type Store struct {
 	// cache, if set, serves the transactions' point reads of hot keys; it
 	// belongs to the goroutine running transactions (see SetReadCache).
 	cache *readCache
+	// fill is the cache's background fill, if one has not been adopted
+	// or stopped yet.
+	fill atomic.Pointer[cacheFill]
 }
 
 // Open wraps eng and loads the applied index it holds.
@@ -196,6 +199,7 @@ func (s *Store) Sync() error {
 
 // Close closes the engine.
 func (s *Store) Close() error {
+	s.stopFill()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.eng.Close()
@@ -242,6 +246,7 @@ type Txn struct {
 
 // NewTxn starts a write transaction.
 func (s *Store) NewTxn() *Txn {
+	s.adoptFill()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return &Txn{s: s, ov: overlay.New(s.base())}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/metcd/metcd/storage"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -216,4 +217,52 @@ func TrimHot(key, value []byte) []byte {
 		b = b[n+m:]
 	}
 	return out
+}
+
+// hotCounters are the keys besides current records that HotKey selects.
+var hotCounters = [][]byte{metaRev, metaCompact, metaKeys}
+
+// LoadHot calls add for every key of r that HotKey selects, with its
+// value, so that a read cache can hold them all (kvstore.ReadCache.Load);
+// it stops, reporting false, when add returns false. It reports false
+// without reading them when they are more than max; the live-key counter
+// tells that first. r should be a snapshot, so that the counter and the
+// records agree.
+func LoadHot(r storage.Reader, max int, add func(key, value []byte) bool) (bool, error) {
+	n, err := Keys(r)
+	if err != nil {
+		return false, err
+	}
+	if n+int64(len(hotCounters)) > int64(max) {
+		return false, nil
+	}
+	for _, k := range hotCounters {
+		v, err := r.Get(k)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if !add(k, v) {
+			return false, nil
+		}
+	}
+	it, err := r.NewIterator(storage.IterOptions{Lower: prefixCurrent, Upper: endCurrent})
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	added := int64(0)
+	for it.Next() {
+		if added++; added > n {
+			// The counter disagrees with the records; a Get reports corrupt
+			// records, so leave the cache to fill as it reads.
+			return false, nil
+		}
+		if !add(it.Key(), it.Value()) {
+			return false, nil
+		}
+	}
+	return added == n, it.Err()
 }

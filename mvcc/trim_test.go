@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -119,5 +120,67 @@ func TestPutReadsTrimmedRecord(t *testing.T) {
 	want := &mvccpb.KeyValue{Key: []byte("k"), Value: []byte("v3"), CreateRevision: first.Header.Revision, ModRevision: last.Header.Revision, Version: 3}
 	if len(rr.Kvs) != 1 || !proto.Equal(rr.Kvs[0], want) {
 		t.Fatalf("k = %v, want %v", rr.Kvs, want)
+	}
+}
+
+// TestLoadHot checks that LoadHot hands over exactly the keys HotKey
+// selects, with their values, and declines when they do not fit or the
+// live-key counter disagrees with the records.
+func TestLoadHot(t *testing.T) {
+	e := newEnv(t)
+	e.put("a", "1")
+	e.put("b", "2")
+	e.put("a", "3")
+	e.put("c", "4")
+	e.del("b", "")
+	if _, err := e.s.Compact(e.ob, 2); err != nil {
+		t.Fatal(err)
+	}
+	e.commit()
+
+	want := map[string]string{}
+	it, err := e.eng.NewIterator(storage.IterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for it.Next() {
+		if HotKey(it.Key()) {
+			want[string(it.Key())] = string(it.Value())
+		}
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 5 { // a, c and the three counters
+		t.Fatalf("engine holds %d hot keys, want 5: %q", len(want), want)
+	}
+	load := func(max int) (map[string]string, bool) {
+		t.Helper()
+		got := map[string]string{}
+		ok, err := LoadHot(e.eng, max, func(k, v []byte) bool { got[string(k)] = string(v); return true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, ok
+	}
+	if got, ok := load(5); !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("LoadHot(max 5) = %q, %v; want %q, true", got, ok, want)
+	}
+	if got, ok := load(4); ok || len(got) != 0 {
+		t.Fatalf("LoadHot(max 4) = %q, %v; want nothing, false", got, ok)
+	}
+	// add asks it to stop.
+	calls := 0
+	if ok, err := LoadHot(e.eng, 5, func(k, v []byte) bool { calls++; return calls < 4 }); ok || err != nil || calls != 4 {
+		t.Fatalf("LoadHot stopped by add: %v, %v after %d calls; want false, nil after 4", ok, err, calls)
+	}
+	// A current record the counter does not know of.
+	b := e.eng.NewBatch()
+	b.Put(currentKey([]byte("stray")), []byte{})
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := load(100); ok {
+		t.Fatal("LoadHot reported every key with a record the counter does not count")
 	}
 }

@@ -382,8 +382,20 @@ func (s *Server) openStore(boot *consensus.Bootstrap) error {
 		// profile showed as a fifth of a member's CPU under many writers.
 		// The memory engine answers as fast as a cache would. The cache
 		// keeps a current record without its value (mvcc.TrimHot), so
-		// the same memory covers about four times the keys.
-		st.SetReadCache(kvstore.ReadCache{Keep: mvcc.HotKey, Trim: mvcc.TrimHot, Entries: s.cfg.ReadCacheKeys})
+		// the same memory covers about four times the keys. While all
+		// the keys fit, it holds them all (mvcc.LoadHot), as etcd's
+		// in-memory index does: a put that creates its key then learns
+		// that it is new without an engine lookup.
+		st.SetReadCache(kvstore.ReadCache{
+			Keep: mvcc.HotKey, Trim: mvcc.TrimHot, Load: mvcc.LoadHot, Entries: s.cfg.ReadCacheKeys,
+			Filled: func(entries int, all bool, took time.Duration, err error) {
+				if err != nil {
+					s.lg.Warn("read cache not filled; puts read absent keys from the engine", zap.Error(err))
+					return
+				}
+				s.lg.Info("read cache filled", zap.Int("entries", entries), zap.Bool("all-keys", all), zap.Duration("took", took))
+			},
+		})
 	}
 	s.store = st
 	si := boot.SnapshotIndex()
