@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/metcd/metcd/storage"
@@ -238,5 +239,42 @@ func TestInUse(t *testing.T) {
 				t.Errorf("InUse = %d before and %d after a 200 kB value; want it to grow by the value and equal Stats.LiveBytes (%d)", before, after, st.LiveBytes)
 			}
 		})
+	}
+}
+
+// closeFailingEngine fails its Close, as an engine that cannot write its
+// last files might.
+type closeFailingEngine struct{ storage.Engine }
+
+func (closeFailingEngine) Close() error { return errors.New("close failed") }
+
+// TestRestoreOldEngineCloseFails: a restore whose only failure is closing
+// the replaced engine reports it, but has switched to the new engine.
+func TestRestoreOldEngineCloseFails(t *testing.T) {
+	src, err := Open(memory.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := src.NewTxn()
+	txn.Batch().Put([]byte("k"), []byte("restored"))
+	if err := txn.Commit(7, false); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := Open(closeFailingEngine{memory.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := memory.New()
+	applied, err := dst.Restore(bytes.NewReader(snapshotBytes(t, src)), fresh)
+	if err == nil || !strings.Contains(err.Error(), "close failed") {
+		t.Fatalf("Restore over an engine that fails to close: %v; want its error", err)
+	}
+	if applied != 7 || dst.Engine() != fresh || dst.Applied() != 7 {
+		t.Fatalf("after the restore: applied %d (returned %d), engine switched %v; want 7 and the new engine", dst.Applied(), applied, dst.Engine() == fresh)
+	}
+	txn = dst.NewTxn()
+	defer txn.Abort()
+	if v, err := txn.Batch().Get([]byte("k")); err != nil || string(v) != "restored" {
+		t.Fatalf("k = %q, %v; want restored", v, err)
 	}
 }

@@ -158,8 +158,9 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 // Restore installs a snapshot stream into fresh, an empty engine, and on
 // success makes it the store's engine, closing the old one. On any error
-// the store keeps its previous engine and state; fresh is left to the
-// caller to discard.
+// the store keeps its previous engine and state, and fresh is left to the
+// caller to discard, except a failure to close the old engine: that comes
+// after the switch, and Engine returns fresh.
 func (s *Store) Restore(r io.Reader, fresh storage.Engine) (uint64, error) {
 	applied, err := decodeSnapshot(r, fresh)
 	if err != nil {

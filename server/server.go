@@ -431,6 +431,12 @@ func (s *Server) restoreFromStateFile(i uint64) error {
 	}
 	oldDir := currentEngineDir(s.cfg.DataDir)
 	applied, err := s.store.Restore(f, fresh)
+	if err != nil && s.store.Engine() == fresh {
+		// Only closing the previous engine failed, after the switch:
+		// fresh is the store's engine now and must stay.
+		s.lg.Warn("closing the engine a snapshot replaced failed", zap.Uint64("snapshot-index", i), zap.Error(err))
+		err = nil
+	}
 	if err != nil {
 		fresh.Close()
 		os.RemoveAll(dir)

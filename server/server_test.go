@@ -290,6 +290,67 @@ func TestVersionsAfterRestart(t *testing.T) {
 	}
 }
 
+// closeFailingEngine fails its Close, as an engine that cannot write its
+// last files might.
+type closeFailingEngine struct{ storage.Engine }
+
+func (e closeFailingEngine) Close() error {
+	e.Engine.Close()
+	return errors.New("close failed")
+}
+
+// TestSnapshotInstallSurvivesOldEngineCloseError: a member whose replaced
+// engine fails to close keeps the installed state and goes on applying.
+// The install has switched to the new engine by then; treating the error
+// as a failed install closed and deleted the engine in use.
+func TestSnapshotInstallSurvivesOldEngineCloseError(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := 0; i < 60; i++ {
+		if err := putKey(c.members[0], ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newURL := freeURL(t)
+	if err := c.members[0].AddMember(ctx(t), 4, newURL); err != nil {
+		t.Fatal(err)
+	}
+	cfg := memConfig(t, 4, append(append([]string(nil), c.urls...), newURL), t.TempDir())
+	cfg.Join = true
+	opened := 0
+	open := cfg.Engine.Open
+	cfg.Engine.Open = func(dir string) (storage.Engine, error) {
+		eng, err := open(dir)
+		if opened++; opened == 1 && err == nil {
+			return closeFailingEngine{eng}, nil // the engine the install replaces
+		}
+		return eng, err
+	}
+	s4, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s4.Stop()
+	waitKey := func(key string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := getKey(s4, ctx(t), []byte(key), false); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("member 4 does not serve %s: %+v", key, s4.MemberStatus())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitKey("k59")
+	if s4.MemberStatus().SnapshotIndex == 0 {
+		t.Fatal("member 4 caught up without a snapshot; the test did not exercise an install")
+	}
+	putRetry(t, c.members[0], "after")
+	waitKey("after")
+}
+
 func TestJoinBySnapshotAndRemove(t *testing.T) {
 	c := newTestCluster(t, 3)
 	for i := 0; i < 100; i++ {
