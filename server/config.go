@@ -69,7 +69,8 @@ type Config struct {
 	// keeps in memory on a disk engine, 70-120 bytes each with short
 	// keys (0: kvstore.DefaultCacheEntries). A put of a key outside it
 	// reads the key's record from the engine. While all the keys fit, it
-	// holds them all (read at start-up), so a miss is an absent key.
+	// holds them all (read in the background at start-up), so a miss is
+	// an absent key.
 	ReadCacheKeys int
 
 	MaxSnapshots uint

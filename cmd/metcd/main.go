@@ -88,7 +88,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.UintVar(&f.heartbeatMs, "heartbeat-interval", 100, "raft heartbeat interval (one tick), in milliseconds")
 	fs.UintVar(&f.electionMs, "election-timeout", 1000, "raft election timeout, in milliseconds")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "how long a write may wait to be committed before its outcome is reported unknown (0: as etcd, 5s plus two election timeouts)")
-	fs.IntVar(&f.readCacheKeys, "read-cache-keys", 0, "keys whose current record a disk engine's apply path keeps in memory, 70-120 bytes each with short keys (0: 1048576); a put of a key outside it reads the engine. While all the keys fit, it holds them all, read at start-up")
+	fs.IntVar(&f.readCacheKeys, "read-cache-keys", 0, "keys whose current record a disk engine's apply path keeps in memory, 70-120 bytes each with short keys (0: 1048576); a put of a key outside it reads the engine. While all the keys fit, it holds them all, read in the background at start-up")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go profiles at /debug/pprof/ on the client port")
 	fs.StringVar(&f.listenPeer, "listen-peer-addr", "", "host:port the peer listener binds (default: the host:port of this member's URL in --cluster); for members reached through a proxy or NAT")
 	fs.StringVar(&f.name, "name", "", "member name shown by member list (default metcd-<id>)")
