@@ -57,10 +57,7 @@ type ReadCache struct {
 // keys cached that was 89 % of a member's live heap, and marking it took a
 // tenth to a fifth of the leader's CPU.
 type readCache struct {
-	cfg  ReadCache
-	keep func(key []byte) bool
-	trim func(key, value []byte) []byte
-	max  int
+	cfg ReadCache // Entries set
 	// complete is set while idx holds every kept key the engine has
 	// (ReadCache.Load): a miss is then an absent key. Absent keys get no
 	// entry in that state, and an eviction or a key displaced by another
@@ -105,9 +102,6 @@ const defaultMinCompact = 1 << 20
 func newReadCache(c ReadCache) *readCache {
 	return &readCache{
 		cfg:        c,
-		keep:       c.Keep,
-		trim:       c.Trim,
-		max:        c.Entries,
 		seed:       maphash.MakeSeed(),
 		hash:       maphash.Bytes,
 		idx:        make(map[uint64]uint64),
@@ -149,8 +143,8 @@ func (c *readCache) set(key, v []byte, found bool) {
 	var flags byte
 	if found {
 		flags = flagFound
-		if c.trim != nil {
-			if t := c.trim(key, v); t != nil {
+		if c.cfg.Trim != nil {
+			if t := c.cfg.Trim(key, v); t != nil {
 				v, flags = t, flags|flagTrimmed
 			}
 		}
@@ -190,7 +184,7 @@ func (c *readCache) put(key, v []byte, flags byte) {
 		c.dead += size
 	} else if !found && c.complete {
 		return
-	} else if len(c.idx) >= c.max {
+	} else if len(c.idx) >= c.cfg.Entries {
 		c.evict()
 	}
 	c.idx[h] = c.append(key, v, flags)
@@ -228,7 +222,7 @@ func (c *readCache) append(key, v []byte, flags byte) uint64 {
 func (c *readCache) evict() {
 	c.complete = false
 	c.forgets++
-	n := max(c.max/8, 1)
+	n := max(c.cfg.Entries/8, 1)
 	for h, off := range c.idx {
 		if n <= 0 {
 			break
@@ -288,7 +282,7 @@ func (r cachedReader) GetTrimmed(key []byte) ([]byte, error) {
 }
 
 func (r cachedReader) get(key []byte, trimmedOK bool) ([]byte, error) {
-	if !r.c.keep(key) {
+	if !r.c.cfg.Keep(key) {
 		return r.eng.Get(key)
 	}
 	if cv, ok := r.c.get(key); ok {

@@ -308,7 +308,7 @@ func (t *Txn) Commit(applied uint64, sync bool) error {
 		// Write the committed values through, so that a key written now
 		// and again in the next batch costs no engine lookup.
 		t.ov.Ascend(func(key, value []byte, deleted bool) bool {
-			if c.keep(key) {
+			if c.cfg.Keep(key) {
 				c.set(key, value, !deleted)
 			}
 			return true

@@ -179,6 +179,9 @@ func parseInt64(b []byte) (int64, error) {
 	return int64(binary.BigEndian.Uint64(b)), nil
 }
 
+// hotCounters are the keys besides current records that HotKey selects.
+var hotCounters = [][]byte{metaRev, metaCompact, metaKeys}
+
 // HotKey reports whether key is one that write transactions read on every
 // write and that only write transactions change: a key's current record
 // and the revision and key counters. A read cache in front of the engine
@@ -186,8 +189,15 @@ func parseInt64(b []byte) (int64, error) {
 // records, which physical compaction deletes on its own goroutine, are
 // not among them.
 func HotKey(key []byte) bool {
-	return bytes.HasPrefix(key, prefixCurrent) ||
-		bytes.Equal(key, metaRev) || bytes.Equal(key, metaCompact) || bytes.Equal(key, metaKeys)
+	if bytes.HasPrefix(key, prefixCurrent) {
+		return true
+	}
+	for _, k := range hotCounters {
+		if bytes.Equal(key, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // TrimHot gives the form of a hot key's value that a read cache may keep
@@ -218,9 +228,6 @@ func TrimHot(key, value []byte) []byte {
 	}
 	return out
 }
-
-// hotCounters are the keys besides current records that HotKey selects.
-var hotCounters = [][]byte{metaRev, metaCompact, metaKeys}
 
 // LoadHot calls add for every key of r that HotKey selects, with its
 // value, so that a read cache can hold them all (kvstore.ReadCache.Load);
