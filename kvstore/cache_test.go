@@ -108,7 +108,7 @@ func TestReadCache(t *testing.T) {
 	if err := txn.Commit(9, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Restore(bytes.NewReader(snapshotBytes(t, other)), memory.New()); err != nil {
+	if _, err := restore(t, s, bytes.NewReader(snapshotBytes(t, other)), memory.New()); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.cache.len(); n != 0 {
@@ -486,7 +486,7 @@ func TestReadCacheComplete(t *testing.T) {
 	}
 	commitTxn(t, other, 9, func(b *overlay.Batch) { b.Put([]byte("h5"), []byte("restored")) })
 	fresh := &countingEngine{Engine: memory.New()}
-	if _, err := s.Restore(bytes.NewReader(snapshotBytes(t, other)), fresh); err != nil {
+	if _, err := restore(t, s, bytes.NewReader(snapshotBytes(t, other)), fresh); err != nil {
 		t.Fatal(err)
 	}
 	s.awaitFill()
@@ -587,7 +587,7 @@ func TestReadCacheFillStopped(t *testing.T) {
 		<-first.stop // Restore stopped the fill of the old engine
 		close(gate)  // which then reads; the second fill does not wait
 	}()
-	if _, err := s.Restore(bytes.NewReader(snapshotBytes(t, other)), memory.New()); err != nil {
+	if _, err := restore(t, s, bytes.NewReader(snapshotBytes(t, other)), memory.New()); err != nil {
 		t.Fatal(err)
 	}
 	s.awaitFill()

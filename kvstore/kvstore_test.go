@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
+	"io"
 	"testing"
 
 	"github.com/metcd/metcd/storage"
@@ -62,7 +62,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applied, err := dst.Restore(bytes.NewReader(data), memory.New())
+	applied, err := restore(t, dst, bytes.NewReader(data), memory.New())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestSnapshotViewIsStable(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst, _ := Open(memory.New())
-	applied, err := dst.Restore(&buf, memory.New())
+	applied, err := restore(t, dst, &buf, memory.New())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestSnapshotCorruptionKeepsState(t *testing.T) {
 			if _, err := VerifySnapshot(bytes.NewReader(bad)); !errors.Is(err, ErrCorruptSnapshot) {
 				t.Fatalf("VerifySnapshot: got %v, want ErrCorruptSnapshot", err)
 			}
-			_, err := dst.Restore(bytes.NewReader(bad), memory.New())
+			_, err := restore(t, dst, bytes.NewReader(bad), memory.New())
 			if !errors.Is(err, ErrCorruptSnapshot) {
 				t.Fatalf("Restore: got %v, want ErrCorruptSnapshot", err)
 			}
@@ -242,15 +242,23 @@ func TestInUse(t *testing.T) {
 	}
 }
 
-// closeFailingEngine fails its Close, as an engine that cannot write its
-// last files might.
-type closeFailingEngine struct{ storage.Engine }
+// restore is Store.Restore closing the replaced engine, as the server
+// does.
+func restore(t *testing.T, s *Store, r io.Reader, fresh storage.Engine) (uint64, error) {
+	t.Helper()
+	applied, old, err := s.Restore(r, fresh)
+	if err != nil {
+		return 0, err
+	}
+	if err := old.Close(); err != nil {
+		t.Fatalf("close the engine Restore replaced: %v", err)
+	}
+	return applied, nil
+}
 
-func (closeFailingEngine) Close() error { return errors.New("close failed") }
-
-// TestRestoreOldEngineCloseFails: a restore whose only failure is closing
-// the replaced engine reports it, but has switched to the new engine.
-func TestRestoreOldEngineCloseFails(t *testing.T) {
+// TestRestoreHandsBackOldEngine: Restore switches to the new engine and
+// hands the old one back open, for the caller to close.
+func TestRestoreHandsBackOldEngine(t *testing.T) {
 	src, err := Open(memory.New())
 	if err != nil {
 		t.Fatal(err)
@@ -260,14 +268,29 @@ func TestRestoreOldEngineCloseFails(t *testing.T) {
 	if err := txn.Commit(7, false); err != nil {
 		t.Fatal(err)
 	}
-	dst, err := Open(closeFailingEngine{memory.New()})
+	first := memory.New()
+	dst, err := Open(first)
 	if err != nil {
 		t.Fatal(err)
 	}
+	txn = dst.NewTxn()
+	txn.Batch().Put([]byte("k"), []byte("mine"))
+	if err := txn.Commit(3, false); err != nil {
+		t.Fatal(err)
+	}
 	fresh := memory.New()
-	applied, err := dst.Restore(bytes.NewReader(snapshotBytes(t, src)), fresh)
-	if err == nil || !strings.Contains(err.Error(), "close failed") {
-		t.Fatalf("Restore over an engine that fails to close: %v; want its error", err)
+	applied, old, err := dst.Restore(bytes.NewReader(snapshotBytes(t, src)), fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old != first {
+		t.Fatalf("Restore handed back %v, want the engine it replaced", old)
+	}
+	if v, err := old.Get([]byte("k")); err != nil || string(v) != "mine" {
+		t.Fatalf("the replaced engine, before its caller closes it: k = %q, %v; want it open with mine", v, err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
 	}
 	if applied != 7 || dst.Engine() != fresh || dst.Applied() != 7 {
 		t.Fatalf("after the restore: applied %d (returned %d), engine switched %v; want 7 and the new engine", dst.Applied(), applied, dst.Engine() == fresh)

@@ -42,7 +42,7 @@ func TestRestoreOnDisk(t *testing.T) {
 			}
 			dir := t.TempDir()
 			fresh := must(t, open, dir)
-			applied, err := dst.Restore(bytes.NewReader(data), fresh)
+			applied, err := restore(t, dst, bytes.NewReader(data), fresh)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +62,7 @@ func TestRestoreOnDisk(t *testing.T) {
 				"flipped crc":  flip(data, len(data)-1),
 			} {
 				fresh := must(t, open, t.TempDir())
-				if _, err := dst.Restore(bytes.NewReader(bad), fresh); !errors.Is(err, ErrCorruptSnapshot) {
+				if _, err := restore(t, dst, bytes.NewReader(bad), fresh); !errors.Is(err, ErrCorruptSnapshot) {
 					t.Fatalf("%s: Restore: got %v, want ErrCorruptSnapshot", what, err)
 				}
 				if name == "pebble" {
@@ -103,7 +103,7 @@ func TestRestoreRefusesDisorder(t *testing.T) {
 	}
 	defer fresh.Close()
 	dst, _ := Open(memory.New())
-	if _, err := dst.Restore(bytes.NewReader(buf.Bytes()), fresh); err == nil {
+	if _, err := restore(t, dst, bytes.NewReader(buf.Bytes()), fresh); err == nil {
 		t.Fatal("a stream out of key order was installed")
 	}
 	if _, err := fresh.Get([]byte("b")); !errors.Is(err, storage.ErrNotFound) {

@@ -157,25 +157,25 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // Restore installs a snapshot stream into fresh, an empty engine, and on
-// success makes it the store's engine, closing the old one. On any error
-// the store keeps its previous engine and state, and fresh is left to the
-// caller to discard, except a failure to close the old engine: that comes
-// after the switch, and Engine returns fresh.
-func (s *Store) Restore(r io.Reader, fresh storage.Engine) (uint64, error) {
-	applied, err := decodeSnapshot(r, fresh)
+// success makes it the store's engine. It returns the engine it replaced,
+// which no read of the store uses any more, for the caller to close. On
+// error the store keeps its previous engine and state, and fresh is left
+// to the caller to discard.
+func (s *Store) Restore(r io.Reader, fresh storage.Engine) (applied uint64, old storage.Engine, err error) {
+	applied, err = decodeSnapshot(r, fresh)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], applied)
 	b := fresh.NewBatch()
 	b.Put(appliedKey, v[:])
 	if err := b.Commit(true); err != nil {
-		return 0, fmt.Errorf("kvstore: restore: write applied index: %w", err)
+		return 0, nil, fmt.Errorf("kvstore: restore: write applied index: %w", err)
 	}
 	s.stopFill() // it reads the old engine
 	s.mu.Lock()
-	old := s.eng
+	old = s.eng
 	s.eng = fresh
 	if s.cache != nil {
 		// It knew the old engine.
@@ -184,12 +184,7 @@ func (s *Store) Restore(r io.Reader, fresh storage.Engine) (uint64, error) {
 	}
 	s.applied.Store(applied)
 	s.mu.Unlock()
-	if old != nil && old != fresh {
-		if err := old.Close(); err != nil {
-			return applied, fmt.Errorf("kvstore: restore: close previous engine: %w", err)
-		}
-	}
-	return applied, nil
+	return applied, old, nil
 }
 
 // LoadBackup fills the empty engine dst with the state of a snapshot stream

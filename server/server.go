@@ -430,17 +430,16 @@ func (s *Server) restoreFromStateFile(i uint64) error {
 		return err
 	}
 	oldDir := currentEngineDir(s.cfg.DataDir)
-	applied, err := s.store.Restore(f, fresh)
-	if err != nil && s.store.Engine() == fresh {
-		// Only closing the previous engine failed, after the switch:
-		// fresh is the store's engine now and must stay.
-		s.lg.Warn("closing the engine a snapshot replaced failed", zap.Uint64("snapshot-index", i), zap.Error(err))
-		err = nil
-	}
+	applied, old, err := s.store.Restore(f, fresh)
 	if err != nil {
 		fresh.Close()
 		os.RemoveAll(dir)
 		return fmt.Errorf("install snapshot %d: %w", i, err)
+	}
+	if err := old.Close(); err != nil {
+		// fresh is in use now and must stay; the old engine's files go
+		// below all the same.
+		s.lg.Warn("closing the engine a snapshot replaced failed", zap.Uint64("snapshot-index", i), zap.Error(err))
 	}
 	if applied != i {
 		// A state file of another snapshot under this one's name: using it
