@@ -124,6 +124,11 @@ func (d *diffStore) do(op difftest.Op) (proto.Message, error) {
 		d.afterWrite(t, rnd)
 		return resp, err
 	case *pb.RangeRequest:
+		if rnd.IntN(4) == 0 {
+			// The live engine read the way the server reads it.
+			d.commit(t)
+			return d.s.RangeCommitted(d.eng, req)
+		}
 		r, done := d.reader(t, rnd)
 		defer done()
 		return d.s.Range(r, req)
@@ -151,7 +156,7 @@ func (d *diffStore) do(op difftest.Op) (proto.Message, error) {
 
 func (d *diffStore) commit(t testing.TB) {
 	t.Helper()
-	if err := commitBatch(d.eng, d.ob); err != nil {
+	if err := d.s.Commit(func() error { return commitBatch(d.eng, d.ob) }); err != nil {
 		t.Fatal(err)
 	}
 	d.pending = 0

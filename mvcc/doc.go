@@ -71,7 +71,10 @@
 // Reads on a snapshot or a batch see one state. Reads on the live engine
 // compare the meta keys before and after, retrying or answering
 // ErrCompacted so that an answer is always that of one revision (see
-// Store.Range).
+// Store.Range). RangeCommitted, for the live engine whose changes all go
+// through Store.Commit, takes the current revision from memory instead and
+// checks a sequence number that Commit moves before and after each engine
+// change.
 //
 // # Differences from etcd
 //

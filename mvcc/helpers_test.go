@@ -36,10 +36,11 @@ func newEnvOn(t testing.TB, eng storage.Engine, opts Options) *env {
 	return &env{t: t, eng: eng, s: s, ob: overlay.New(eng), base: eng}
 }
 
-// commit writes the pending batch into the engine.
+// commit writes the pending batch into the engine, through Store.Commit
+// as the server does.
 func (e *env) commit() {
 	e.t.Helper()
-	if err := commitBatch(e.eng, e.ob); err != nil {
+	if err := e.s.Commit(func() error { return commitBatch(e.eng, e.ob) }); err != nil {
 		e.t.Fatal(err)
 	}
 	e.ob.Reset(e.base)
@@ -102,8 +103,15 @@ func (e *env) compact(rev int64) (*pb.CompactionResponse, error) {
 	return resp, err
 }
 
+// rng answers req with Range and with RangeCommitted, which must agree.
 func (e *env) rng(req *pb.RangeRequest) (*pb.RangeResponse, error) {
-	return e.s.Range(e.eng, req)
+	e.t.Helper()
+	resp, err := e.s.Range(e.eng, req)
+	cresp, cerr := e.s.RangeCommitted(e.eng, req)
+	if !errors.Is(cerr, err) || !proto.Equal(cresp, resp) {
+		e.t.Fatalf("range %v:\n Range          %s, %v\n RangeCommitted %s, %v", req, text(resp), err, text(cresp), cerr)
+	}
+	return resp, err
 }
 
 func (e *env) mustRange(req *pb.RangeRequest) *pb.RangeResponse {

@@ -78,6 +78,40 @@ func (s *Store) Range(r storage.Reader, req *pb.RangeRequest) (*pb.RangeResponse
 	}
 }
 
+// RangeCommitted answers req from eng, the live engine under s, whose
+// every change goes through s.Commit. A read at the current revision takes
+// that revision from s instead of from the engine, and checks that no
+// commit overlapped its reads; this saves the two or three engine reads of
+// the meta keys that Range needs to tell which revision it saw. Reads at
+// past revisions, and reads that keep overlapping commits, are Range's.
+func (s *Store) RangeCommitted(eng storage.Reader, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := ValidateRange(req); err != nil {
+		return nil, err
+	}
+	c := &s.committed
+	for range 2 {
+		seq := c.seq.Load()
+		if seq%2 == 1 {
+			break
+		}
+		rev := c.rev.Load()
+		if req.Revision > 0 && req.Revision != rev {
+			break
+		}
+		resp, err := executeRange(eng, req, rev, rev, false)
+		if c.seq.Load() != seq {
+			// A commit overlapped the reads: the answer (or the error)
+			// may mix two revisions.
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
+	return s.Range(eng, req)
+}
+
 // checkCompactedAfter returns ErrCompacted if a compaction above rev was
 // recorded in r by now: a physical compaction (which only follows a
 // committed logical one) may then have removed history the read needed.

@@ -57,6 +57,49 @@ type Store struct {
 	rev      atomic.Int64
 	compact  atomic.Int64
 	physical atomic.Int64
+
+	// committed is what the engine holds, for RangeCommitted.
+	committed committedRevs
+}
+
+// committedRevs is a sequence lock over the revision the engine holds:
+// seq is odd while Commit runs (or after one failed), even otherwise, and
+// changes whenever the engine may have. A reader that finds seq even and
+// unchanged around its engine reads saw the engine at rev, without reading
+// the revision from the engine. One goroutine writes it (the apply
+// goroutine, through Commit).
+type committedRevs struct {
+	seq atomic.Uint64
+	rev atomic.Int64
+}
+
+// begin marks a commit in progress; after a failed one seq is odd already.
+func (c *committedRevs) begin() {
+	if c.seq.Load()%2 == 0 {
+		c.seq.Add(1)
+	}
+}
+
+// end publishes the revision the engine now holds.
+func (c *committedRevs) end(rev int64) {
+	c.rev.Store(rev)
+	c.seq.Add(1)
+}
+
+// Commit runs commit, the call that changes the engine under s: the
+// commit of the batches written through s since the last one, or the
+// installation of a new engine followed by Reload. Every such change must
+// go through Commit, on the goroutine that writes, so that RangeCommitted
+// knows the revision the engine is at without asking it. If commit fails,
+// RangeCommitted reads the revision from the engine until a later Commit
+// succeeds.
+func (s *Store) Commit(commit func() error) error {
+	s.committed.begin()
+	if err := commit(); err != nil {
+		return err
+	}
+	s.committed.end(s.rev.Load())
+	return nil
 }
 
 // Open returns the Store over the MVCC key space r holds; an engine with
@@ -70,11 +113,14 @@ func Open(r storage.Reader, opts Options) (*Store, error) {
 	s.rev.Store(m.rev)
 	s.compact.Store(m.compact)
 	s.physical.Store(m.physical)
+	s.committed.begin()
+	s.committed.end(m.rev)
 	return s, nil
 }
 
 // Reload re-reads the revision state from r, after the engine under the
-// store was replaced (a snapshot was installed).
+// store was replaced (a snapshot was installed). Both belong inside one
+// Commit.
 func (s *Store) Reload(r storage.Reader) error {
 	m, err := readMeta(r)
 	if err != nil {

@@ -138,7 +138,7 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		return err
 	}
 	if last > applied {
-		if err := txn.Commit(last, false); err != nil {
+		if err := s.mv.Commit(func() error { return txn.Commit(last, false) }); err != nil {
 			return err
 		}
 	} else {
@@ -392,15 +392,20 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) error {
 		s.confState = sn.GetMetadata().GetConfState()
 		return nil
 	}
-	if err := s.restoreFromStateFile(si); err != nil {
+	// The engine is replaced and the key space reloaded in one Commit, so
+	// that ranges at the current revision wait for both.
+	err := s.mv.Commit(func() error {
+		if err := s.restoreFromStateFile(si); err != nil {
+			return err
+		}
+		return s.reloadState()
+	})
+	if err != nil {
 		return err
 	}
 	s.logSinceState = 0
 	s.lastIndex, s.lastTerm = si, sn.GetMetadata().GetTerm()
 	s.confState = sn.GetMetadata().GetConfState()
-	if err := s.reloadState(); err != nil {
-		return err
-	}
 	// Talk to exactly the members the snapshot knows.
 	s.memMu.RLock()
 	for id, m := range s.members {

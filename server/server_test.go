@@ -382,6 +382,15 @@ func TestJoinBySnapshotAndRemove(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A range answers at the revision the installed state is at, not at
+	// the one the member had before the install.
+	resp, err := s4.Range(ctx(t), &pb.RangeRequest{Key: []byte("k99"), Serializable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := c.members[0].Header().Revision; resp.Header.Revision != want || len(resp.Kvs) != 1 || resp.Kvs[0].ModRevision != want {
+		t.Fatalf("member 4 after the install: %v, want header and k99 at revision %d", resp, want)
+	}
 	if got := len(c.members[0].Members()); got != 4 {
 		t.Fatalf("members = %d, want 4", got)
 	}

@@ -62,7 +62,7 @@ func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 	}
 	var resp *pb.RangeResponse
 	err := s.readEngine(func(rd storage.Reader) (err error) {
-		resp, err = s.mv.Range(rd, r)
+		resp, err = s.mv.RangeCommitted(rd, r)
 		return err
 	})
 	if err != nil {
