@@ -647,7 +647,13 @@ func TestConcurrentNoGapNoDup(t *testing.T) {
 				start = -1
 			}
 			var got []*mvccpb.Event
-			timeout := time.After(10 * time.Second)
+			// A stall, not slowness, fails the test: on a loaded machine
+			// the race-built writer and 40 watchers can take far longer
+			// than usual, but each waits at most stall for the next
+			// response.
+			const stall = 10 * time.Second
+			timer := time.NewTimer(stall)
+			defer timer.Stop()
 			for {
 				select {
 				case r, ok := <-w.C():
@@ -656,11 +662,12 @@ func TestConcurrentNoGapNoDup(t *testing.T) {
 						return
 					}
 					got = append(got, r.Events...)
+					timer.Reset(stall)
 					if g%4 == 0 {
 						time.Sleep(100 * time.Microsecond) // slow reader
 					}
-				case <-timeout:
-					errs <- fmt.Errorf("watcher %d: timeout with %d events", g, len(got))
+				case <-timer.C:
+					errs <- fmt.Errorf("watcher %d: no response for %v, with %d events", g, stall, len(got))
 					return
 				}
 				if len(got) > 0 && got[len(got)-1].Kv.ModRevision == final {
