@@ -147,6 +147,11 @@ func Keys(r storage.Reader) (int64, error) { return readInt64(r, metaKeys, 0) }
 // Rev ahead of the engine; Open a new Store after discarding one.
 func (s *Store) Rev() int64 { return s.rev.Load() }
 
+// CommittedRev returns the revision the engine holds as of the last
+// Commit that succeeded (or as loaded by Open): the one a read of the live
+// engine sees.
+func (s *Store) CommittedRev() int64 { return s.committed.rev.Load() }
+
 // CompactRev returns the revision of the last logical compaction, or -1
 // if there was none (etcd's initial value: Compact(0) is then accepted).
 func (s *Store) CompactRev() int64 { return s.compact.Load() }

@@ -133,10 +133,9 @@ func TestLoadHot(t *testing.T) {
 	e.put("a", "3")
 	e.put("c", "4")
 	e.del("b", "")
-	if _, err := e.s.Compact(e.ob, 2); err != nil {
+	if _, err := e.compact(2); err != nil {
 		t.Fatal(err)
 	}
-	e.commit()
 
 	want := map[string]string{}
 	it, err := e.eng.NewIterator(storage.IterOptions{})

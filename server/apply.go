@@ -144,7 +144,6 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	} else {
 		txn.Abort()
 	}
-	s.rev.Store(revAfter)
 	for i, evs := range events {
 		s.hub.Notify(revBefore+1+int64(i), evs)
 	}

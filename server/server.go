@@ -47,8 +47,6 @@ type Server struct {
 	lessor *lease.Lessor
 	hub    *watch.Hub
 	alarms alarmSet
-	// rev is the revision committed to the engine, for response headers.
-	rev atomic.Int64
 	// compactc feeds the physical compactor; compactedWait tells who
 	// waits (Compact with physical) that it finished.
 	compactc      chan int64
@@ -769,7 +767,7 @@ func (s *Server) MemberStatus() Status {
 	}
 	_ = s.readEngine(func(r storage.Reader) (err error) {
 		st.Keys, err = mvcc.Keys(r)
-		st.Revision = s.rev.Load()
+		st.Revision = s.mv.CommittedRev()
 		return err
 	})
 	if es, err := s.store.Stats(); err == nil {

@@ -33,7 +33,6 @@ func (s *Server) openState() error {
 	if err != nil {
 		return fmt.Errorf("open key space: %w", err)
 	}
-	s.rev.Store(s.mv.Rev())
 	if err := s.loadAlarms(); err != nil {
 		return err
 	}
@@ -66,7 +65,6 @@ func (s *Server) reloadState() error {
 	if err := s.loadAlarms(); err != nil {
 		return err
 	}
-	s.rev.Store(s.mv.Rev())
 	s.hub.Advance(s.mv.Rev())
 	if s.mv.PhysicalRev() < s.mv.CompactRev() {
 		s.schedulePhysicalCompaction(s.mv.CompactRev())

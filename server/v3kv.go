@@ -30,7 +30,7 @@ func (s *Server) Header() *pb.ResponseHeader {
 // revision); a nil header gets the committed revision.
 func (s *Server) fill(h *pb.ResponseHeader) *pb.ResponseHeader {
 	if h == nil {
-		h = &pb.ResponseHeader{Revision: s.rev.Load()}
+		h = &pb.ResponseHeader{Revision: s.mv.CommittedRev()}
 	}
 	h.ClusterId = s.clusterID
 	h.MemberId = s.id
