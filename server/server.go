@@ -77,7 +77,8 @@ type Server struct {
 	// newest state file (engines that are not durable; see maybeSnapshot).
 	// Owned by the apply goroutine.
 	logSinceState uint64
-	// stateSize is the size of the newest state file written, 0 before one.
+	// stateSize is the size of the newest state file written or installed,
+	// 0 before one.
 	stateSize atomic.Int64
 	// stateFailedAt is the applied index of a state file that could not be
 	// written (0: none pending), set by the snapshot goroutine, so that the
@@ -443,6 +444,12 @@ func (s *Server) restoreFromStateFile(i uint64) error {
 		// A state file of another snapshot under this one's name: using it
 		// would skip the entries in between.
 		return fmt.Errorf("install snapshot %d: %w: stream holds state at index %d, not %d", i, kvstore.ErrCorruptSnapshot, applied, i)
+	}
+	// The state file is now the newest one: its size paces the next (see
+	// maybeSnapshot). Unset, a restarted member would rewrite its whole
+	// state at its first snapshot count, however little it had written.
+	if st, err := f.Stat(); err == nil {
+		s.stateSize.Store(st.Size())
 	}
 	if fresh.Durable() {
 		if err := setCurrentEngineDir(s.cfg.DataDir, dir); err != nil {

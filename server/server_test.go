@@ -691,6 +691,24 @@ func TestMemoryStateFileDeferred(t *testing.T) {
 			t.Fatalf("small%03d after restart: %q, %v", i, v, err)
 		}
 	}
+	// The restarted member knows its state file's size: replaying the
+	// small writes and two snapshot counts more of them write no new one.
+	for i := 0; i < 60; i++ {
+		if err := putKey(c.members[i%3], ctx(t), []byte(fmt.Sprintf("after%03d", i)), []byte("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for st := c.members[victim].MemberStatus(); st.SnapshotIndex < st.AppliedIndex-25 || st.AppliedIndex < 360; st = c.members[victim].MemberStatus() {
+		if time.Now().After(deadline) {
+			t.Fatalf("member %d: raft log not compacted after the restart: %+v", victim+1, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got, _ := stateFiles(t, c.dirs[victim]); got != newest {
+		t.Fatalf("member %d: state file at index %d after the restart, want still the one at %d (raft snapshot at %d)",
+			victim+1, got, newest, c.members[victim].MemberStatus().SnapshotIndex)
+	}
 }
 
 // stateFiles returns the index of the newest state file in a member's data
