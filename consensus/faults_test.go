@@ -9,15 +9,6 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/wal"
 )
 
-// knownBug marks a test that reproduces a defect not fixed yet: it fails
-// today, so it only runs with METCD_TEST_KNOWN_BUGS=1.
-func knownBug(t *testing.T) {
-	t.Helper()
-	if os.Getenv("METCD_TEST_KNOWN_BUGS") == "" {
-		t.Skip("reproduces a known defect; set METCD_TEST_KNOWN_BUGS=1 to run")
-	}
-}
-
 // TestWaitPersistedAfterPersistFailure guards a fixed bug: when
 // handleReady failed to persist a Ready whose committed entries were
 // already handed out on Applies, Apply.WaitPersisted blocked forever, and

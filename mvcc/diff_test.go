@@ -462,9 +462,7 @@ func etcdWatch(t testing.TB, ctx context.Context, cli *clientv3.Client, from, to
 			if err := resp.Err(); err != nil {
 				t.Fatalf("watch from %d: %v", from, err)
 			}
-			for _, ev := range resp.Events {
-				evs = append(evs, ev)
-			}
+			evs = append(evs, resp.Events...)
 			if len(evs) > 0 && evs[len(evs)-1].Kv.ModRevision >= to {
 				return evs, false
 			}

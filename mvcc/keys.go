@@ -15,7 +15,6 @@ import (
 // other state machines (kvstore uses 'k', 'm', 'r', 'a', 'n').
 var (
 	prefixCurrent = []byte("vk") // vk + key → current KeyValue
-	prefixMeta    = []byte("vm") // vm + name → int64
 	prefixRev     = []byte("vr") // vr + main + sub → record
 	prefixIndex   = []byte("vx") // vx + escaped key + main + sub → kind
 

@@ -39,14 +39,6 @@ func (m model) want(opts storage.IterOptions) []kv {
 	return out
 }
 
-func (m model) clone() model {
-	c := make(model, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
 // scan returns every pair r yields for opts; the iteration must end
 // without error and close cleanly.
 func scan(t testing.TB, r storage.Reader, opts storage.IterOptions) []kv {
