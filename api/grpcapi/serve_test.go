@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -155,5 +157,55 @@ func TestMuxShutdown(t *testing.T) {
 	}
 	if _, err := ws.Recv(); err == nil {
 		t.Fatal("watch still open after Shutdown")
+	}
+}
+
+// TestStreamWorkersAllBusy: with every stream worker held by a long-lived
+// watch stream, requests still get served (each on a goroutine of its
+// own), and the watch streams keep working.
+func TestStreamWorkersAllBusy(t *testing.T) {
+	e := newTestEnv(t, Options{StreamWorkers: 2})
+	var streams []pb.Watch_WatchClient
+	for i := 0; i < 4; i++ {
+		ws := e.rawWatch()
+		if err := ws.Send(createReq(&pb.WatchCreateRequest{Key: []byte("busy/"), RangeEnd: []byte("busy0")})); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := ws.Recv(); err != nil || !r.Created {
+			t.Fatalf("watch stream %d: %v, %v", i, r, err)
+		}
+		streams = append(streams, ws)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := e.cli.Put(ctx, fmt.Sprintf("busy/%02d", i), "v"); err != nil {
+				errs <- fmt.Errorf("put %d: %w", i, err)
+			}
+			if _, err := e.cli.Get(ctx, "busy/", clientv3.WithPrefix(), clientv3.WithSerializable()); err != nil {
+				errs <- fmt.Errorf("get %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i, ws := range streams {
+		seen := 0
+		for seen < n {
+			r, err := ws.Recv()
+			if err != nil {
+				t.Fatalf("watch stream %d after %d of %d events: %v", i, seen, n, err)
+			}
+			seen += len(r.Events)
+		}
 	}
 }
