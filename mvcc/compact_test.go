@@ -158,18 +158,7 @@ func countPrefix(t testing.TB, r storage.Reader, lower, upper []byte) int {
 
 func TestPhysicalCompact(t *testing.T) {
 	for _, name := range engines.Names() {
-		t.Run(name, func(t *testing.T) {
-			open, err := engines.Lookup(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			eng, err := open(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer eng.Close()
-			testPhysicalCompact(t, eng)
-		})
+		t.Run(name, func(t *testing.T) { testPhysicalCompact(t, openEngine(t, name)) })
 	}
 }
 

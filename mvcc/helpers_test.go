@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/storage/engines"
 	"github.com/metcd/metcd/storage/memory"
 	"github.com/metcd/metcd/storage/overlay"
 )
@@ -34,6 +35,22 @@ func newEnvOn(t testing.TB, eng storage.Engine, opts Options) *env {
 		t.Fatal(err)
 	}
 	return &env{t: t, eng: eng, s: s, ob: overlay.New(eng), base: eng}
+}
+
+// openEngine opens the named engine in a temporary directory, closed when
+// the test ends.
+func openEngine(t testing.TB, name string) storage.Engine {
+	t.Helper()
+	open, err := engines.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return eng
 }
 
 // commit writes the pending batch into the engine, through Store.Commit

@@ -28,12 +28,7 @@ func TestLiveEngineReadsAreConsistent(t *testing.T) {
 }
 
 func testLiveReads(t *testing.T, name string, rangeFn func(*Store, storage.Reader, *pb.RangeRequest) (*pb.RangeResponse, error)) {
-	open, _ := engines.Lookup(name)
-	eng, err := open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := openEngine(t, name)
 	s, err := Open(eng, Options{})
 	if err != nil {
 		t.Fatal(err)

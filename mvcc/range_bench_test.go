@@ -8,7 +8,6 @@ import (
 
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/engines"
-	"github.com/metcd/metcd/storage/overlay"
 )
 
 // BenchmarkRange reads one key of 10,000 at the current revision from the
@@ -16,27 +15,16 @@ import (
 // revision from the engine, RangeCommitted takes it from the Store.
 func BenchmarkRange(b *testing.B) {
 	for _, name := range engines.Names() {
-		open, _ := engines.Lookup(name)
-		eng, err := open(b.TempDir())
-		if err != nil {
-			b.Fatal(err)
-		}
-		s, err := Open(eng, Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ob := overlay.New(eng)
+		e := newEnvOn(b, openEngine(b, name), Options{})
 		const keys = 10_000
 		for i := range keys {
-			w := s.Write(ob)
+			w := e.s.Write(e.ob)
 			if _, err := w.Put(&pb.PutRequest{Key: fmt.Appendf(nil, "key%05d", i), Value: make([]byte, 256)}); err != nil {
 				b.Fatal(err)
 			}
 			w.End()
 			if i%1000 == 999 {
-				if err := s.Commit(func() error { return commitBatch(eng, ob) }); err != nil {
-					b.Fatal(err)
-				}
+				e.commit()
 			}
 		}
 		for _, fn := range []struct {
@@ -47,13 +35,12 @@ func BenchmarkRange(b *testing.B) {
 				req := &pb.RangeRequest{}
 				for i := 0; b.Loop(); i++ {
 					req.Key = fmt.Appendf(req.Key[:0], "key%05d", i*7919%keys)
-					resp, err := fn.f(s, eng, req)
+					resp, err := fn.f(e.s, e.eng, req)
 					if err != nil || len(resp.Kvs) != 1 {
 						b.Fatalf("range %s: %v, %d pairs", req.Key, err, len(resp.Kvs))
 					}
 				}
 			})
 		}
-		eng.Close()
 	}
 }
