@@ -10,7 +10,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/metcd/metcd/internal/failpoint"
+	"github.com/metcd/metcd/internal/freeport"
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/engines"
@@ -35,12 +35,13 @@ import (
 
 func freeURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// freeport never hands a port out twice; a listener closed here could
+	// give the next member the same port (CI once saw "listed twice").
+	ports, err := freeport.Take(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	return fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 }
 
 type testCluster struct {
