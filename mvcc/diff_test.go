@@ -41,12 +41,12 @@ func startEtcd(t testing.TB) *clientv3.Client {
 	cfg.Dir = t.TempDir()
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.UnsafeNoFsync = true
-	ports, err := freeport.Take(2)
+	urls, err := freeport.URLs(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	curl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[0]))
-	purl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
+	curl, _ := url.Parse(urls[0])
+	purl, _ := url.Parse(urls[1])
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)

@@ -37,11 +37,11 @@ func freeURL(t *testing.T) string {
 	t.Helper()
 	// freeport never hands a port out twice; a listener closed here could
 	// give the next member the same port (CI once saw "listed twice").
-	ports, err := freeport.Take(1)
+	urls, err := freeport.URLs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	return urls[0]
 }
 
 type testCluster struct {

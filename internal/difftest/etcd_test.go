@@ -17,11 +17,15 @@ import (
 
 func freeURL(t *testing.T) url.URL {
 	t.Helper()
-	ports, err := freeport.Take(1) // never the same port twice
+	urls, err := freeport.URLs(1) // never the same port twice
 	if err != nil {
 		t.Fatal(err)
 	}
-	return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	u, err := url.Parse(urls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *u
 }
 
 // startEtcds starts an etcd cluster of n members in this process and

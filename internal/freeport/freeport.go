@@ -46,3 +46,17 @@ func Take(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// URLs returns n distinct http://127.0.0.1:<port> URLs on ports from Take,
+// for members' peer and client URLs.
+func URLs(n int) ([]string, error) {
+	ports, err := Take(n)
+	if err != nil {
+		return nil, err
+	}
+	urls := make([]string, n)
+	for i, p := range ports {
+		urls[i] = fmt.Sprintf("http://127.0.0.1:%d", p)
+	}
+	return urls, nil
+}

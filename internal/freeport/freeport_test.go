@@ -1,6 +1,9 @@
 package freeport
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // TestTakeNeverRepeats takes ports one and two at a time, each call closing
 // its listeners, as members are laid out: no port may come back.
@@ -17,5 +20,29 @@ func TestTakeNeverRepeats(t *testing.T) {
 			}
 			seen[p] = true
 		}
+	}
+}
+
+// TestURLs: URLs are loopback http URLs on distinct ports never handed
+// out before.
+func TestURLs(t *testing.T) {
+	before, err := Take(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls, err := URLs(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{fmt.Sprintf("http://127.0.0.1:%d", before[0]): true}
+	for _, u := range urls {
+		var p int
+		if _, err := fmt.Sscanf(u, "http://127.0.0.1:%d", &p); err != nil || p <= 0 || reserved[p] {
+			t.Fatalf("bad URL %q", u)
+		}
+		if seen[u] {
+			t.Fatalf("URL %q handed out twice", u)
+		}
+		seen[u] = true
 	}
 }
