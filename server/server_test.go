@@ -49,6 +49,7 @@ type testCluster struct {
 	urls    []string
 	dirs    []string
 	members []*Server
+	tweak   func(*Config) // applied to every member's memConfig, if set
 }
 
 func memConfig(t *testing.T, id uint64, urls []string, dir string) Config {
@@ -90,7 +91,11 @@ func TestDurableEngines(t *testing.T) {
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
-	c := &testCluster{t: t}
+	return newTestClusterWith(t, n, nil)
+}
+
+func newTestClusterWith(t *testing.T, n int, tweak func(*Config)) *testCluster {
+	c := &testCluster{t: t, tweak: tweak}
 	for i := 0; i < n; i++ {
 		c.urls = append(c.urls, freeURL(t))
 		c.dirs = append(c.dirs, t.TempDir())
@@ -112,7 +117,11 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
-	s, err := Open(memConfig(c.t, uint64(i+1), c.urls, c.dirs[i]))
+	cfg := memConfig(c.t, uint64(i+1), c.urls, c.dirs[i])
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
+	s, err := Open(cfg)
 	if err != nil {
 		c.t.Fatalf("start member %d: %v", i+1, err)
 	}
