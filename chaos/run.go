@@ -40,6 +40,8 @@ type Options struct {
 	SnapshotCount int // --snapshot-count (small, so snapshots and log compaction happen)
 	HeartbeatMs   int // --heartbeat-interval
 	ElectionMs    int // --election-timeout
+	// MemberArgs are more flags for every member, after the ones above.
+	MemberArgs []string
 
 	// UnsafeSerializableReads makes the clients' reads serializable (local
 	// to the member they reach), which is not linearizable: a self-test
@@ -252,7 +254,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	c, err := NewCluster(ClusterConfig{
 		Binary: opts.Binary, Dir: workDir, Size: opts.Size, Engine: opts.Engine,
 		SnapshotCount: opts.SnapshotCount, HeartbeatMs: opts.HeartbeatMs, ElectionMs: opts.ElectionMs,
-		Seed: opts.Seed, Logf: logf,
+		Extra: opts.MemberArgs, Seed: opts.Seed, Logf: logf,
 	})
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,6 +54,10 @@ func run() int {
 	flag.IntVar(&o.SnapshotCount, "snapshot-count", 300, "--snapshot-count of the members")
 	flag.IntVar(&o.HeartbeatMs, "heartbeat-interval", 50, "--heartbeat-interval of the members (ms)")
 	flag.IntVar(&o.ElectionMs, "election-timeout", 500, "--election-timeout of the members (ms)")
+	flag.Func("member-args", "more flags for every member, space-separated (e.g. \"--read-batch-interval 20ms\")", func(v string) error {
+		o.MemberArgs = strings.Fields(v)
+		return nil
+	})
 	flag.StringVar(&o.Binary, "bin", "", "metcd binary (default: go build ./cmd/metcd of this module)")
 	flag.StringVar(&o.OutDir, "out", "", "folder for the histories of failing runs (default $TMPDIR/metcd-chaos)")
 	flag.BoolVar(&o.KeepDir, "keep", false, "keep data dirs and logs of passing runs too")
