@@ -72,14 +72,6 @@ type Config struct {
 	// holds them all (read in the background at start-up), so a miss is
 	// an absent key.
 	ReadCacheKeys int
-	// ReadBatchInterval, when positive, spaces the ReadIndex rounds that
-	// confirm linearizable reads: a round that follows one shared by
-	// several reads waits until this long after that one started. Fewer
-	// rounds cost fewer raft messages, which under many concurrent
-	// readers on a busy machine buys throughput, at up to this much more
-	// latency per read. 0 (the default) starts each round as soon as the
-	// previous one ends, as etcd does.
-	ReadBatchInterval time.Duration
 
 	MaxSnapshots uint
 	MaxWALs      uint
@@ -153,9 +145,6 @@ func (c *Config) Validate() error {
 	}
 	if c.ReadCacheKeys < 0 {
 		errs = append(errs, errors.New("read cache keys must not be negative"))
-	}
-	if c.ReadBatchInterval < 0 || c.ReadBatchInterval >= c.ElectionTimeout && c.ElectionTimeout > 0 {
-		errs = append(errs, fmt.Errorf("read batch interval (%v) must be at least 0 and shorter than the election timeout (%v)", c.ReadBatchInterval, c.ElectionTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

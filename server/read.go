@@ -10,9 +10,8 @@ import (
 // readBatch is one ReadIndex round shared by every linearizable read that
 // arrived before it started.
 type readBatch struct {
-	done    chan struct{}
-	err     error // set before done is closed
-	readers int   // reads that joined, under readMu until the round starts
+	done chan struct{}
+	err  error // set before done is closed
 }
 
 func newReadBatch() *readBatch { return &readBatch{done: make(chan struct{})} }
@@ -26,9 +25,7 @@ const readRetry = 300 * time.Millisecond
 func (s *Server) LinearizableRead(ctx context.Context) error {
 	s.readMu.Lock()
 	b := s.readNext
-	b.readers++
 	s.readMu.Unlock()
-	s.linReads.Add(1)
 	select {
 	case s.readwaitc <- struct{}{}:
 	default:
@@ -46,40 +43,17 @@ func (s *Server) LinearizableRead(ctx context.Context) error {
 // readLoop serves read batches one ReadIndex round at a time. A read that
 // arrives during a round joins the next one, so its index is requested
 // after the read began.
-//
-// With Config.ReadBatchInterval set, a round that follows one shared by
-// several reads starts no sooner than that interval after it: each round
-// costs a heartbeat to every follower and back, about one raft message per
-// read under load, and waiting gathers more reads into each round. A read
-// that had its round to itself is taken as light load and does not hold
-// the next one back.
 func (s *Server) readLoop() {
-	var last time.Time // when the previous round started
-	shared := false    // whether it served more than one read
 	for {
 		select {
 		case <-s.readwaitc:
 		case <-s.stopc:
 			return
 		}
-		if iv := s.cfg.ReadBatchInterval; iv > 0 && shared {
-			if d := time.Until(last.Add(iv)); d > 0 {
-				t := time.NewTimer(d)
-				select {
-				case <-t.C:
-				case <-s.stopc:
-					t.Stop()
-					return
-				}
-			}
-		}
 		s.readMu.Lock()
 		b := s.readNext
 		s.readNext = newReadBatch()
 		s.readMu.Unlock()
-		last = time.Now()
-		shared = b.readers > 1
-		s.readRounds.Add(1)
 
 		deadline := time.Now().Add(s.cfg.RequestTimeout)
 		idx, err := s.readIndex(deadline)

@@ -97,9 +97,6 @@ type Server struct {
 	readMu    sync.Mutex
 	readNext  *readBatch
 	readwaitc chan struct{}
-	// linReads and readRounds count linearizable reads and the ReadIndex
-	// rounds that served them, for Status.
-	linReads, readRounds atomic.Uint64
 
 	// nodeReady is closed once node is set: the transport listens (and
 	// peers may call Process) before the raft node exists.
@@ -759,12 +756,6 @@ type Status struct {
 	DataSizeBytes int64  `json:"data_size_bytes"`
 	Keys          int64  `json:"keys"`
 	Revision      int64  `json:"revision"`
-	// LinearizableReads and ReadIndexRounds count this member's
-	// linearizable reads since it started and the ReadIndex rounds that
-	// confirmed them; their ratio is what --read-batch-interval trades
-	// latency for.
-	LinearizableReads uint64 `json:"linearizable_reads"`
-	ReadIndexRounds   uint64 `json:"read_index_rounds"`
 }
 
 // MemberStatus reports the member's state (the curl API's /admin/status).
@@ -780,9 +771,6 @@ func (s *Server) MemberStatus() Status {
 		AppliedIndex:  s.store.Applied(),
 		SnapshotIndex: s.node.SnapshotIndex(),
 		Engine:        s.cfg.Engine.Name,
-
-		LinearizableReads: s.linReads.Load(),
-		ReadIndexRounds:   s.readRounds.Load(),
 	}
 	_ = s.readEngine(func(r storage.Reader) (err error) {
 		st.Keys, err = mvcc.Keys(r)

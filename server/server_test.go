@@ -49,7 +49,6 @@ type testCluster struct {
 	urls    []string
 	dirs    []string
 	members []*Server
-	tweak   func(*Config) // applied to every member's memConfig, if set
 }
 
 func memConfig(t *testing.T, id uint64, urls []string, dir string) Config {
@@ -91,11 +90,7 @@ func TestDurableEngines(t *testing.T) {
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
-	return newTestClusterWith(t, n, nil)
-}
-
-func newTestClusterWith(t *testing.T, n int, tweak func(*Config)) *testCluster {
-	c := &testCluster{t: t, tweak: tweak}
+	c := &testCluster{t: t}
 	for i := 0; i < n; i++ {
 		c.urls = append(c.urls, freeURL(t))
 		c.dirs = append(c.dirs, t.TempDir())
@@ -117,11 +112,7 @@ func newTestClusterWith(t *testing.T, n int, tweak func(*Config)) *testCluster {
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
-	cfg := memConfig(c.t, uint64(i+1), c.urls, c.dirs[i])
-	if c.tweak != nil {
-		c.tweak(&cfg)
-	}
-	s, err := Open(cfg)
+	s, err := Open(memConfig(c.t, uint64(i+1), c.urls, c.dirs[i]))
 	if err != nil {
 		c.t.Fatalf("start member %d: %v", i+1, err)
 	}

@@ -60,7 +60,6 @@ type flags struct {
 	electionMs      uint
 	requestTimeout  time.Duration
 	readCacheKeys   int
-	readBatch       time.Duration
 	enablePprof     bool
 	name            string
 	maxTxnOps       int
@@ -90,7 +89,6 @@ func parseFlags(args []string) (*flags, error) {
 	fs.UintVar(&f.electionMs, "election-timeout", 1000, "raft election timeout, in milliseconds")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "how long a write may wait to be committed before its outcome is reported unknown (0: as etcd, 5s plus two election timeouts)")
 	fs.IntVar(&f.readCacheKeys, "read-cache-keys", 0, "keys whose current record a disk engine's apply path keeps in memory, 70-120 bytes each with short keys (0: 1048576); a put of a key outside it reads the engine. While all the keys fit, it holds them all, read in the background at start-up")
-	fs.DurationVar(&f.readBatch, "read-batch-interval", 0, "space the ReadIndex rounds of linearizable reads at least this far apart while they serve several reads each (e.g. 4ms): fewer raft messages per read under many concurrent readers, up to this much more latency (0: none, as etcd)")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go profiles at /debug/pprof/ on the client port")
 	fs.StringVar(&f.listenPeer, "listen-peer-addr", "", "host:port the peer listener binds (default: the host:port of this member's URL in --cluster); for members reached through a proxy or NAT")
 	fs.StringVar(&f.name, "name", "", "member name shown by member list (default metcd-<id>)")
@@ -167,7 +165,6 @@ func run(args []string) error {
 	cfg.ElectionTimeout = time.Duration(f.electionMs) * time.Millisecond
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.ReadCacheKeys = f.readCacheKeys
-	cfg.ReadBatchInterval = f.readBatch
 	cfg.Logger = lg
 	cfg.Name = f.name
 	cfg.MaxRequestBytes = int(f.maxRequestBytes)
