@@ -54,7 +54,7 @@ func run() int {
 	flag.IntVar(&o.SnapshotCount, "snapshot-count", 300, "--snapshot-count of the members")
 	flag.IntVar(&o.HeartbeatMs, "heartbeat-interval", 50, "--heartbeat-interval of the members (ms)")
 	flag.IntVar(&o.ElectionMs, "election-timeout", 500, "--election-timeout of the members (ms)")
-	flag.Func("member-args", "more flags for every member, space-separated (e.g. \"--read-batch-interval 20ms\")", func(v string) error {
+	flag.Func("member-args", "more flags for every member, space-separated (e.g. \"--read-cache-keys 100\")", func(v string) error {
 		o.MemberArgs = strings.Fields(v)
 		return nil
 	})
