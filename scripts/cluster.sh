@@ -15,6 +15,13 @@
 # members (the layout the cluster was started with; stop/status read it).
 # A second `start` on existing data restarts the same members with their data.
 #
+# Each member runs in a session of its own (setsid), so a Ctrl-C aimed at this
+# script does not reach it. Where the kernel schedules by session
+# (/proc/sys/kernel/sched_autogroup_enabled is 1), a busy machine then shares
+# its CPU between the members and the load generator as groups, not thread by
+# thread. That is fine for comparing two metcd binaries; to compare metcd with
+# another system, start both the same way (cmd/metcd-benchcompare does).
+#
 # Environment:
 #   BASE_PEER_PORT    first peer port (default 12379)
 #   BASE_CLIENT_PORT  first client port (default 12380)
