@@ -100,6 +100,17 @@ func freePort(t testing.TB) int {
 	return ports[0]
 }
 
+// freeURL is a loopback http URL on a port freeport has not handed out, for a peer URL
+// that no member listens on yet.
+func freeURL(t testing.TB) string {
+	t.Helper()
+	urls, err := freeport.URLs(1)
+	if err != nil {
+		t.Fatalf("allocating a port: %v", err)
+	}
+	return urls[0]
+}
+
 // ---------------------------------------------------------------------------
 // HTTP
 

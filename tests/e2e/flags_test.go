@@ -154,7 +154,7 @@ func TestContradictoryFlags(t *testing.T) {
 		before := dirListing(t, dir)
 
 		// same id and data dir, but a different cluster (another peer URL)
-		other := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		other := freeURL(t)
 		c.StartArgs(0, withFlag(c.Args(0), "--cluster", other))
 		code, err := c.WaitExit(0, 15*time.Second)
 		if err != nil {

@@ -80,7 +80,7 @@ func TestV3Membership(t *testing.T) {
 	wantV3Err(t, "MemberAdd of member 1's peer URL", err, rpctypes.ErrPeerURLExist)
 
 	// MemberUpdate its peer URL before it starts; it then starts there
-	newPeer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	newPeer := freeURL(t)
 	if _, err := cli.MemberUpdate(ctx, m4.ID, []string{newPeer}); err != nil {
 		t.Fatalf("MemberUpdate(4, %s): %v", newPeer, err)
 	}

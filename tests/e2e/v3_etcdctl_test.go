@@ -268,7 +268,7 @@ func TestV3Etcdctl(t *testing.T) {
 		if err != nil {
 			t.Fatalf("cluster_id %q: %v", st.ClusterID, err)
 		}
-		peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		peer := freeURL(t)
 		out := e.must("member", "add", "m4", "--peer-urls="+peer)
 		lines := strings.Split(out, "\n")
 		if lines[0] != fmt.Sprintf("Member %16x added to cluster %16x", 4, cid) {
@@ -286,7 +286,7 @@ func TestV3Etcdctl(t *testing.T) {
 			t.Errorf("member list after remove: %q", out)
 		}
 		// a learner
-		peer5 := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		peer5 := freeURL(t)
 		out = e.must("member", "add", "m5", "--learner", "--peer-urls="+peer5)
 		if !strings.HasPrefix(out, fmt.Sprintf("Member %16x added as learner to cluster %16x\n", 5, cid)) {
 			t.Errorf("member add --learner: output %q", out)
