@@ -56,7 +56,10 @@ func URLs(n int) ([]string, error) {
 	}
 	urls := make([]string, n)
 	for i, p := range ports {
-		urls[i] = fmt.Sprintf("http://127.0.0.1:%d", p)
+		urls[i] = URL(p)
 	}
 	return urls, nil
 }
+
+// URL is the loopback http URL of port, as URLs writes it.
+func URL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }

@@ -104,11 +104,7 @@ func freePort(t testing.TB) int {
 // that no member listens on yet.
 func freeURL(t testing.TB) string {
 	t.Helper()
-	urls, err := freeport.URLs(1)
-	if err != nil {
-		t.Fatalf("allocating a port: %v", err)
-	}
-	return urls[0]
+	return freeport.URL(freePort(t))
 }
 
 // ---------------------------------------------------------------------------
