@@ -64,7 +64,8 @@ func (s *Server) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusRes
 		RaftTerm:         s.node.Term(),
 		RaftAppliedIndex: s.store.Applied(),
 		IsLearner:        s.isLearner(),
-		StorageVersion:   "3.6.0",
+		StorageVersion:   StorageVersion,
+		DowngradeInfo:    &pb.DowngradeInfo{},
 		DbSizeQuota:      s.quota(),
 	}
 	if s.cfg.QuotaBackendBytes < 0 {

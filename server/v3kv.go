@@ -18,6 +18,12 @@ import (
 // and the Snapshot stream.
 const Version = "3.7.3"
 
+// StorageVersion is the storage schema version reported next to Version
+// by Status and the Snapshot stream. etcd reports its schema as the
+// major.minor of its release with patch 0; metcd follows it so the two
+// read the same in etcdctl endpoint status.
+const StorageVersion = "3.7.0"
+
 // defaultQuotaBytes is etcd's default --quota-backend-bytes.
 const defaultQuotaBytes = 2 << 30
 

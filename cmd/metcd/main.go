@@ -198,7 +198,7 @@ func run(args []string) error {
 		MaxRequestBytes:     int(f.maxRequestBytes),
 		MaxTxnOps:           f.maxTxnOps,
 		LeaderCheckInterval: cfg.ElectionTimeout,
-		StorageVersion:      "3.6.0",
+		StorageVersion:      server.StorageVersion,
 	})
 	mux := grpcapi.NewMux(ln, api, gs)
 	serveErr := make(chan error, 1)

@@ -328,6 +328,13 @@ func TestV3Etcdctl(t *testing.T) {
 				s.Status.RaftIndex == 0 || s.Status.RaftTerm != h.RaftTerm || s.Status.IsLearner {
 				t.Errorf("endpoint status of %s: %+v, want member %d, revision %d, leader %d, a version, db size, raft index and term", s.Endpoint, s.Status, m.ID, cur, c.Members[li].ID)
 			}
+			// As etcd 3.7.3 reports them: the storage schema is the release's
+			// major.minor, and downgrade info is present (not enabled).
+			if s.Status.Version != "3.7.3" || s.Status.StorageVersion != "3.7.0" ||
+				s.Status.DowngradeInfo == nil || s.Status.DowngradeInfo.Enabled {
+				t.Errorf("endpoint status of %s: version %q, storage version %q, downgrade info %v; want 3.7.3, 3.7.0 and present, not enabled",
+					s.Endpoint, s.Status.Version, s.Status.StorageVersion, s.Status.DowngradeInfo)
+			}
 		}
 		out = e.must("endpoint", "status")
 		for _, m := range c.Members {
