@@ -323,8 +323,14 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 		cur.PeerURL = m.PeerURL
 		m = cur
 	case raftpb.ConfChangeRemoveNode:
-		if !isMember && !alreadyApplied {
+		switch {
+		case !isMember && !alreadyApplied:
 			r.err = ErrMemberNotFound
+		case s.lastVoter(id):
+			// Raft panics on a configuration without voters. Committed
+			// all the same (by two removals at once, or a build without
+			// the proposal check), it is refused on every member alike.
+			r.err = fmt.Errorf("%w: member %d is the last voting member", ErrNotEnoughStartedMembers, id)
 		}
 	default:
 		r.err = fmt.Errorf("%w: unsupported conf change type %v", ErrBadMember, cc.GetType())
@@ -368,6 +374,13 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 		s.lg.Info("member removed", zap.Uint64("member", id))
 	}
 	return r, false, nil
+}
+
+// lastVoter reports whether id is the only voter of the applied
+// configuration.
+func (s *Server) lastVoter(id uint64) bool {
+	v := s.confState.GetVoters()
+	return len(v) == 1 && v[0] == id
 }
 
 // peerURLTaken reports whether a member has peer URL u.

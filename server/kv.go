@@ -192,15 +192,56 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 // RemoveMember removes a member. Removing this member makes it shut down
 // once the change is applied.
 func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
-	s.memMu.RLock()
-	_, exists := s.members[id]
-	s.memMu.RUnlock()
-	if !exists {
-		return fmt.Errorf("%w: id %d", ErrMemberNotFound, id)
+	if err := s.mayRemoveMember(id); err != nil {
+		return err
 	}
 	return s.proposeConfChange(ctx, &raftpb.ConfChange{
 		Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(id),
 	})
+}
+
+// mayRemoveMember refuses a removal after which the cluster could not
+// make progress, as etcd's strict reconfiguration check does: the voting
+// members that remain must hold a quorum of started members (published
+// their name) and, unless the removed member is down already, a quorum of
+// members this one is connected to. Unlike etcd, a peer counts as
+// connected as soon as its stream is up, not only after 5 s of it. The
+// apply path refuses removing the last voter in any case (raft cannot
+// apply that), should two removals pass this check at once.
+func (s *Server) mayRemoveMember(id uint64) error {
+	s.memMu.RLock()
+	m, exists := s.members[id]
+	var voters, started []uint64 // the voting members other than id
+	for mid, om := range s.members {
+		if mid == id || om.IsLearner {
+			continue
+		}
+		voters = append(voters, mid)
+		if om.Name != "" {
+			started = append(started, mid)
+		}
+	}
+	s.memMu.RUnlock()
+	switch {
+	case !exists:
+		return fmt.Errorf("%w: id %d", ErrMemberNotFound, id)
+	case m.IsLearner:
+		return nil // a learner is not part of any quorum
+	case len(started) < len(voters)/2+1:
+		return fmt.Errorf("%w: %d of the %d voting members left would have started", ErrNotEnoughStartedMembers, len(started), len(voters))
+	case id != s.id && s.tr.ActiveSince(id).IsZero():
+		return nil // a member that is down is no part of the working quorum
+	}
+	connected := 0
+	for _, v := range voters {
+		if v == s.id || !s.tr.ActiveSince(v).IsZero() {
+			connected++
+		}
+	}
+	if connected < len(voters)/2+1 {
+		return fmt.Errorf("%w: %d of the %d voting members left are connected to member %d", ErrUnhealthy, connected, len(voters), s.id)
+	}
+	return nil
 }
 
 func (s *Server) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {

@@ -854,3 +854,86 @@ func TestDuplicatePeerURLRefusedAtApply(t *testing.T) {
 		t.Fatalf("the leader knows %d members, want 4", got)
 	}
 }
+
+// TestRemoveKeepsAQuorum checks that removals after which raft could not
+// make progress are refused, before proposing and, for the last voter,
+// at apply (raft panics on a configuration without voters), and that
+// the member stays up and restarts past such a refused entry.
+func TestRemoveKeepsAQuorum(t *testing.T) {
+	t.Run("OnlyMember", func(t *testing.T) {
+		c := newTestCluster(t, 1)
+		s := c.members[0]
+		if err := s.RemoveMember(ctx(t), 1); !errors.Is(err, ErrNotEnoughStartedMembers) {
+			t.Fatalf("removing the only member: got %v, want ErrNotEnoughStartedMembers", err)
+		}
+		// Past the proposal check (as two removals at once would get), the
+		// committed entry is refused at apply.
+		err := s.proposeConfChange(ctx(t), &raftpb.ConfChange{
+			Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(1),
+		})
+		if !errors.Is(err, ErrNotEnoughStartedMembers) {
+			t.Fatalf("committed removal of the last voter: got %v, want ErrNotEnoughStartedMembers", err)
+		}
+		if err := putKey(s, ctx(t), []byte("a"), []byte("1")); err != nil {
+			t.Fatalf("write after the refused removal: %v", err)
+		}
+		// The refused entry is in the WAL; replaying it must refuse it again.
+		c.stop(0)
+		c.start(0)
+		c.waitLeader()
+		s = c.members[0]
+		if v, err := getKey(s, ctx(t), []byte("a"), true); err != nil || string(v) != "1" {
+			t.Fatalf("after restart: %q %v", v, err)
+		}
+		if err := putKey(s, ctx(t), []byte("b"), []byte("2")); err != nil {
+			t.Fatalf("write after restart: %v", err)
+		}
+		if got := len(s.Members()); got != 1 {
+			t.Fatalf("members after restart = %d, want 1", got)
+		}
+	})
+
+	t.Run("PeerDown", func(t *testing.T) {
+		c := newTestCluster(t, 3)
+		// Ask the leader, and stop a follower, so that no election makes
+		// the outcome of the allowed removal unknown.
+		li := c.waitLeader()
+		p := c.members[li-1]
+		down, other := li%3+1, (li+1)%3+1 // the two followers' ids
+		deadline := time.Now().Add(10 * time.Second)
+		for started := 0; started < 3; {
+			started = 0
+			for _, m := range p.Members() {
+				if m.Name != "" {
+					started++
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("members did not all publish their names: %+v", p.Members())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.stop(int(down - 1))
+		for !p.tr.ActiveSince(down).IsZero() {
+			if time.Now().After(deadline) {
+				t.Fatalf("the leader still sees member %d connected 10s after it stopped", down)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// With one follower down, removing the other would leave the
+		// leader and the stopped member: no working quorum.
+		if err := p.RemoveMember(ctx(t), other); !errors.Is(err, ErrUnhealthy) {
+			t.Fatalf("removing running member %d while member %d is down: got %v, want ErrUnhealthy", other, down, err)
+		}
+		// Removing the member that is down is what an operator does instead.
+		if err := p.RemoveMember(ctx(t), down); err != nil {
+			t.Fatalf("removing member %d, which is down: %v", down, err)
+		}
+		if got := len(p.Members()); got != 2 {
+			t.Fatalf("members = %d, want 2", got)
+		}
+		if err := putKey(c.members[other-1], ctx(t), []byte("after"), []byte("x")); err != nil {
+			t.Fatalf("write after the removal: %v", err)
+		}
+	})
+}

@@ -139,6 +139,12 @@ func (t *Transport) UpdatePeer(id uint64, peerURL string) {
 	t.rt.UpdatePeer(types.ID(id), []string{peerURL})
 }
 
+// ActiveSince is when the stream to peer id last became active; zero if
+// it is not active now (the peer is down, unreachable or unknown).
+func (t *Transport) ActiveSince(id uint64) time.Time {
+	return t.rt.ActiveSince(types.ID(id))
+}
+
 // Errors reports critical transport errors, such as this member having
 // been removed from the cluster.
 func (t *Transport) Errors() <-chan error { return t.rt.ErrorC }

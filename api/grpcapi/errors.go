@@ -30,6 +30,8 @@ var grpcErrors = []struct{ err, grpc error }{
 	{server.ErrPeerURLExists, rpctypes.ErrGRPCPeerURLExist},
 	{server.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
 	{server.ErrIDRemoved, rpctypes.ErrGRPCMemberNotFound},
+	{server.ErrNotEnoughStartedMembers, rpctypes.ErrGRPCMemberNotEnoughStarted},
+	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{server.ErrBadMember, rpctypes.ErrGRPCMemberBadURLs},
 	{server.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
 

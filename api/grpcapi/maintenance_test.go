@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -113,9 +114,15 @@ func TestClusterAndMaintenance(t *testing.T) {
 		_, err := e.cli.MemberAdd(ctx, []string{"http://127.0.0.1:2380"})
 		wantErr(t, err, c.want)
 	}
-	e.b.failWith("MemberRemove", server.ErrMemberNotFound)
-	_, err = e.cli.MemberRemove(ctx, 5)
-	wantErr(t, err, rpctypes.ErrMemberNotFound)
+	for _, c := range []struct{ err, want error }{
+		{server.ErrMemberNotFound, rpctypes.ErrMemberNotFound},
+		{fmt.Errorf("%w: member 1 is the last voting member", server.ErrNotEnoughStartedMembers), rpctypes.ErrMemberNotEnoughStarted},
+		{fmt.Errorf("%w: 1 of 2", server.ErrUnhealthy), rpctypes.ErrUnhealthy},
+	} {
+		e.b.failWith("MemberRemove", c.err)
+		_, err = e.cli.MemberRemove(ctx, 5)
+		wantErr(t, err, c.want)
+	}
 
 	st, err := e.cli.Status(ctx, e.addr)
 	if err != nil || st.Version != "3.7.3" || st.Leader != testMemberID {

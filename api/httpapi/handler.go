@@ -297,6 +297,10 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, server.ErrMemberNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, server.ErrNotEnoughStartedMembers):
+		code = http.StatusConflict
+	case errors.Is(err, server.ErrUnhealthy):
+		code = http.StatusServiceUnavailable
 	case errors.Is(err, server.ErrBadMember), errors.Is(err, kvstore.ErrEmptyKey), errors.Is(err, kvstore.ErrKeyTooLong):
 		code = http.StatusBadRequest
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

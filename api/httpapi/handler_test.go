@@ -22,6 +22,8 @@ type fakeBackend struct {
 	lastLin bool
 	added   map[uint64]string
 	rev     int64
+	// removeErr, if set, is what RemoveMember of a known member returns.
+	removeErr error
 }
 
 func newFake() *fakeBackend {
@@ -79,7 +81,7 @@ func (f *fakeBackend) RemoveMember(_ context.Context, id uint64) error {
 	if _, ok := f.added[id]; !ok {
 		return server.ErrMemberNotFound
 	}
-	return nil
+	return f.removeErr
 }
 
 func (f *fakeBackend) Members() []server.Member    { return nil }
@@ -175,6 +177,28 @@ func TestErrorMapping(t *testing.T) {
 		code, body, hdr := do(t, h, "PUT", "/k", "v")
 		if code != tc.code || hdr.Get("X-Metcd-Outcome") != tc.outcome || body == "" {
 			t.Errorf("%v: got %d outcome=%q body=%q, want %d outcome=%q", tc.err, code, hdr.Get("X-Metcd-Outcome"), body, tc.code, tc.outcome)
+		}
+	}
+}
+
+// TestRemoveRefusals checks the statuses of removals the server refuses
+// to protect the quorum (see README, "Failure behaviour").
+func TestRemoveRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+		msg  string
+	}{
+		{fmt.Errorf("%w: 0 of the 0 voting members left would have started", server.ErrNotEnoughStartedMembers), 409, "not enough started members"},
+		{fmt.Errorf("%w: 1 of the 2 voting members left are connected to member 1", server.ErrUnhealthy), 503, "unhealthy cluster"},
+		{nil, 204, ""},
+	} {
+		f := newFake()
+		f.added[3] = "http://127.0.0.1:3"
+		f.removeErr = tc.err
+		code, body, _ := do(t, NewHandler(f, Options{}), "DELETE", "/admin/members/3", "")
+		if code != tc.code || !strings.Contains(body, tc.msg) {
+			t.Errorf("removal failing with %v: got %d %q, want %d with %q", tc.err, code, body, tc.code, tc.msg)
 		}
 	}
 }
