@@ -177,6 +177,12 @@ func (s *Server) applyRequest(txn *kvstore.Txn, req *pb.InternalRaftRequest) (re
 		resp proto.Message
 		err  error
 	)
+	if s.corrupt() && (req.Put != nil || req.DeleteRange != nil || req.Txn != nil || req.Compaction != nil ||
+		req.LeaseGrant != nil || req.LeaseRevoke != nil) {
+		// Decided here, from the applied alarms, so that every member
+		// refuses the same entries.
+		return result{err: rpctypes.ErrGRPCCorrupt}, nil
+	}
 	switch {
 	case req.Put != nil:
 		if s.noSpace() {

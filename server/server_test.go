@@ -937,3 +937,48 @@ func TestRemoveKeepsAQuorum(t *testing.T) {
 		}
 	})
 }
+
+// TestCorruptAlarmRefusesWrites checks etcd's behaviour under a CORRUPT
+// alarm: requests that change the key space or the leases through raft
+// are refused with etcd's "corrupt cluster" (DataLoss), reads still
+// answer, and disarming the alarm lets writes through again.
+func TestCorruptAlarmRefusesWrites(t *testing.T) {
+	c := newTestCluster(t, 1)
+	s := c.members[0]
+	if err := putKey(s, ctx(t), []byte("a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	alarm := func(action pb.AlarmRequest_AlarmAction) {
+		t.Helper()
+		if _, err := s.Alarm(ctx(t), &pb.AlarmRequest{Action: action, MemberID: 1, Alarm: pb.AlarmType_CORRUPT}); err != nil {
+			t.Fatalf("alarm %v: %v", action, err)
+		}
+	}
+	alarm(pb.AlarmRequest_ACTIVATE)
+	put := &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("t"), Value: []byte("v")}}}
+	for name, f := range map[string]func() error{
+		"put": func() error {
+			_, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("a"), Value: []byte("2")})
+			return err
+		},
+		"delete": func() error { _, err := s.DeleteRange(ctx(t), &pb.DeleteRangeRequest{Key: []byte("a")}); return err },
+		"txn":    func() error { _, err := s.Txn(ctx(t), &pb.TxnRequest{Success: []*pb.RequestOp{put}}); return err },
+		"compact": func() error {
+			_, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: 1})
+			return err
+		},
+		"lease grant":  func() error { _, err := s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: 10}); return err },
+		"lease revoke": func() error { _, err := s.LeaseRevoke(ctx(t), &pb.LeaseRevokeRequest{ID: 5}); return err },
+	} {
+		if err := f(); !errors.Is(err, rpctypes.ErrGRPCCorrupt) {
+			t.Errorf("%s under a CORRUPT alarm: got %v, want %v", name, err, rpctypes.ErrGRPCCorrupt)
+		}
+	}
+	if v, err := getKey(s, ctx(t), []byte("a"), true); err != nil || string(v) != "1" {
+		t.Fatalf("read under a CORRUPT alarm: %q %v, want the value before the alarm", v, err)
+	}
+	alarm(pb.AlarmRequest_DEACTIVATE)
+	if err := putKey(s, ctx(t), []byte("a"), []byte("3")); err != nil {
+		t.Fatalf("put after disarming: %v", err)
+	}
+}

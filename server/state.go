@@ -91,11 +91,18 @@ func (s *Server) loadAlarms() error {
 
 // noSpace reports whether a NOSPACE alarm is raised anywhere in the
 // cluster: writes that add data are refused, as etcd does.
-func (s *Server) noSpace() bool {
+func (s *Server) noSpace() bool { return s.alarmRaised(pb.AlarmType_NOSPACE) }
+
+// corrupt reports whether a CORRUPT alarm is raised anywhere in the
+// cluster: every request that goes through raft to change the key space
+// or the leases is refused, as etcd does, until the alarm is disarmed.
+func (s *Server) corrupt() bool { return s.alarmRaised(pb.AlarmType_CORRUPT) }
+
+func (s *Server) alarmRaised(t pb.AlarmType) bool {
 	s.alarms.mu.RLock()
 	defer s.alarms.mu.RUnlock()
 	for _, a := range s.alarms.alarms {
-		if a.Type == int32(pb.AlarmType_NOSPACE) {
+		if a.Type == int32(t) {
 			return true
 		}
 	}

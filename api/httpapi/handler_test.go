@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/metcd/metcd/server"
 )
 
@@ -169,6 +171,7 @@ func TestErrorMapping(t *testing.T) {
 		{server.ErrTimeout, 504, "unknown"},
 		{server.ErrReadTimeout, 504, ""},
 		{server.ErrStopped, 503, ""},
+		{rpctypes.ErrGRPCCorrupt, 500, ""},
 		{fmt.Errorf("disk on fire"), 500, ""},
 	} {
 		f := newFake()
