@@ -42,7 +42,8 @@ func newSession(t testing.TB, cli *clientv3.Client, ttl int) *concurrency.Sessio
 // go.etcd.io/etcd/client/v3/concurrency work against metcd: Mutex
 // (mutual exclusion under contention, TryLock, a crashed holder's lock
 // released by lease expiry) and Election (campaign, observe, proclaim,
-// resign, next candidate in order).
+// resign, next candidate in order) and STM (no lost update under
+// contention, at each isolation level that promises it).
 func TestV3Concurrency(t *testing.T) {
 	c := NewV3Cluster(t, Options{Size: 3})
 
@@ -158,6 +159,96 @@ func TestV3Concurrency(t *testing.T) {
 			t.Errorf("TryLock of a free lock: %v", err)
 		}
 		third.Unlock(ctx)
+	})
+
+	t.Run("STM", func(t *testing.T) {
+		// Software transactional memory on Txn compares: workers on all
+		// three members move money between accounts and count their
+		// transfers in a shared key, under each isolation level that
+		// promises no lost update. The total and the count must come out
+		// exact: a compare that let a stale read through would lose money
+		// or a count.
+		c := c.For(t)
+		for _, tc := range []struct {
+			name string
+			iso  concurrency.Isolation
+		}{
+			{"SerializableSnapshot", concurrency.SerializableSnapshot},
+			{"Serializable", concurrency.Serializable},
+			{"RepeatableReads", concurrency.RepeatableReads},
+		} {
+			iso := tc.iso
+			t.Run(tc.name, func(t *testing.T) {
+				pfx := fmt.Sprintf("cc/stm/%d/", iso)
+				const accounts, start, workers, transfers = 4, 100, 6, 12
+				for a := range accounts {
+					if _, err := c.V3Client(t).Put(v3ctx(t), pfx+strconv.Itoa(a), strconv.Itoa(start)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// atoi reads a balance or the count ("" is 0), keeping the
+				// first value that is not a number for the transfer to fail on.
+				atoi := func(s string, bad *error) int {
+					n, err := strconv.Atoi(s)
+					if s != "" && err != nil && *bad == nil {
+						*bad = fmt.Errorf("not a number: %q", s)
+					}
+					return n
+				}
+				var wg sync.WaitGroup
+				errc := make(chan error, workers)
+				for w := range workers {
+					cli := c.V3Client(t, w%3)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := range transfers {
+							from, to := (w+i)%accounts, (w+i+1+i%(accounts-1))%accounts
+							if from == to {
+								to = (to + 1) % accounts
+							}
+							_, err := concurrency.NewSTM(cli, func(stm concurrency.STM) error {
+								var bad error
+								f, d := atoi(stm.Get(pfx+strconv.Itoa(from)), &bad), atoi(stm.Get(pfx+strconv.Itoa(to)), &bad)
+								amt := 1 + (w+i)%7
+								if f < amt {
+									amt = f
+								}
+								stm.Put(pfx+strconv.Itoa(from), strconv.Itoa(f-amt))
+								stm.Put(pfx+strconv.Itoa(to), strconv.Itoa(d+amt))
+								stm.Put(pfx+"n", strconv.Itoa(atoi(stm.Get(pfx+"n"), &bad)+1))
+								return bad
+							}, concurrency.WithIsolation(iso), concurrency.WithAbortContext(v3ctx(t)))
+							if err != nil {
+								errc <- fmt.Errorf("worker %d transfer %d: %w", w, i, err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				close(errc)
+				for err := range errc {
+					t.Fatal(err)
+				}
+				r := mustV3Get(t, c.V3Client(t), pfx, clientv3.WithPrefix())
+				total, n := 0, 0
+				for _, kv := range r.Kvs {
+					v, err := strconv.Atoi(string(kv.Value))
+					if err != nil {
+						t.Fatalf("%s = %q", kv.Key, kv.Value)
+					}
+					if string(kv.Key) == pfx+"n" {
+						n = v
+					} else {
+						total += v
+					}
+				}
+				if total != accounts*start || n != workers*transfers {
+					t.Fatalf("after %d transfers: total %d, want %d; transfer count %d, want %d (%v)", workers*transfers, total, accounts*start, n, workers*transfers, r.Kvs)
+				}
+			})
+		}
 	})
 
 	t.Run("Election", func(t *testing.T) {
