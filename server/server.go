@@ -756,6 +756,9 @@ type Status struct {
 	DataSizeBytes int64  `json:"data_size_bytes"`
 	Keys          int64  `json:"keys"`
 	Revision      int64  `json:"revision"`
+	// Alarms are the types of the alarms raised in the cluster (NOSPACE,
+	// CORRUPT), each once, in the order they were raised.
+	Alarms []string `json:"alarms,omitempty"`
 }
 
 // MemberStatus reports the member's state (the curl API's /admin/status).
@@ -779,6 +782,11 @@ func (s *Server) MemberStatus() Status {
 	})
 	if es, err := s.store.Stats(); err == nil {
 		st.DataSizeBytes = es.DiskBytes
+	}
+	for _, a := range s.alarmList() {
+		if name := a.Alarm.String(); !slices.Contains(st.Alarms, name) {
+			st.Alarms = append(st.Alarms, name)
+		}
 	}
 	return st
 }

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -955,6 +956,9 @@ func TestCorruptAlarmRefusesWrites(t *testing.T) {
 		}
 	}
 	alarm(pb.AlarmRequest_ACTIVATE)
+	if got := s.MemberStatus().Alarms; !slices.Equal(got, []string{"CORRUPT"}) {
+		t.Fatalf("status alarms %v, want [CORRUPT]", got)
+	}
 	put := &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("t"), Value: []byte("v")}}}
 	for name, f := range map[string]func() error{
 		"put": func() error {
@@ -978,6 +982,9 @@ func TestCorruptAlarmRefusesWrites(t *testing.T) {
 		t.Fatalf("read under a CORRUPT alarm: %q %v, want the value before the alarm", v, err)
 	}
 	alarm(pb.AlarmRequest_DEACTIVATE)
+	if got := s.MemberStatus().Alarms; len(got) != 0 {
+		t.Fatalf("status alarms after disarming: %v", got)
+	}
 	if err := putKey(s, ctx(t), []byte("a"), []byte("3")); err != nil {
 		t.Fatalf("put after disarming: %v", err)
 	}

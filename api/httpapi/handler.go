@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -273,6 +274,15 @@ func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	if st.LeaderID == 0 {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": "no leader"})
 		return
+	}
+	// As etcd's /health: a raised alarm makes the member unhealthy, unless
+	// the request excludes its type (?exclude=NOSPACE).
+	excluded := r.URL.Query()["exclude"]
+	for _, a := range st.Alarms {
+		if !slices.Contains(excluded, a) {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": "ALARM " + a})
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"health": "true"})
 }

@@ -26,10 +26,12 @@ type fakeBackend struct {
 	rev     int64
 	// removeErr, if set, is what RemoveMember of a known member returns.
 	removeErr error
+	leader    uint64   // MemberStatus's leader (1 unless a test clears it)
+	alarms    []string // MemberStatus's raised alarm types
 }
 
 func newFake() *fakeBackend {
-	return &fakeBackend{kv: map[string]string{}, added: map[uint64]string{}}
+	return &fakeBackend{kv: map[string]string{}, added: map[uint64]string{}, leader: 1}
 }
 
 func (f *fakeBackend) PutKey(_ context.Context, k, v []byte) (int64, error) {
@@ -86,8 +88,10 @@ func (f *fakeBackend) RemoveMember(_ context.Context, id uint64) error {
 	return f.removeErr
 }
 
-func (f *fakeBackend) Members() []server.Member    { return nil }
-func (f *fakeBackend) MemberStatus() server.Status { return server.Status{MemberID: 1, LeaderID: 1} }
+func (f *fakeBackend) Members() []server.Member { return nil }
+func (f *fakeBackend) MemberStatus() server.Status {
+	return server.Status{MemberID: 1, LeaderID: f.leader, Alarms: f.alarms}
+}
 
 func do(t *testing.T, h http.Handler, method, path, body string) (int, string, http.Header) {
 	t.Helper()
@@ -202,6 +206,32 @@ func TestRemoveRefusals(t *testing.T) {
 		code, body, _ := do(t, NewHandler(f, Options{}), "DELETE", "/admin/members/3", "")
 		if code != tc.code || !strings.Contains(body, tc.msg) {
 			t.Errorf("removal failing with %v: got %d %q, want %d with %q", tc.err, code, body, tc.code, tc.msg)
+		}
+	}
+}
+
+// TestHealth checks /health as etcd answers it: unhealthy without a
+// leader or with an alarm raised, unless ?exclude= names the alarm's type.
+func TestHealth(t *testing.T) {
+	for _, tc := range []struct {
+		leader uint64
+		alarms []string
+		query  string
+		code   int
+		body   string
+	}{
+		{1, nil, "", 200, `"health": "true"`},
+		{0, nil, "", 503, `"reason": "no leader"`},
+		{1, []string{"NOSPACE"}, "", 503, `"reason": "ALARM NOSPACE"`},
+		{1, []string{"NOSPACE"}, "?exclude=NOSPACE", 200, `"health": "true"`},
+		{1, []string{"NOSPACE", "CORRUPT"}, "?exclude=NOSPACE", 503, `"reason": "ALARM CORRUPT"`},
+		{1, []string{"NOSPACE", "CORRUPT"}, "?exclude=NOSPACE&exclude=CORRUPT", 200, `"health": "true"`},
+	} {
+		f := newFake()
+		f.leader, f.alarms = tc.leader, tc.alarms
+		code, body, _ := do(t, NewHandler(f, Options{}), "GET", "/health"+tc.query, "")
+		if code != tc.code || !strings.Contains(body, tc.body) {
+			t.Errorf("leader %d, alarms %v, /health%s: got %d %s, want %d with %s", tc.leader, tc.alarms, tc.query, code, body, tc.code, tc.body)
 		}
 	}
 }

@@ -835,6 +835,15 @@ func TestV3Limits(t *testing.T) {
 		if r, err := c.Put(0, "quota/curl", []byte("x")); err != nil || r.Code == http.StatusNoContent {
 			t.Errorf("curl PUT under the NOSPACE alarm: %v %v, want a refusal", r, err)
 		}
+		// /health says why, as etcd's does, and can be told to ignore it
+		for i := range c.Members {
+			if r, err := c.Do(i, http.MethodGet, "/health", nil); err != nil || r.Code != http.StatusServiceUnavailable || !strings.Contains(r.Body, "ALARM NOSPACE") {
+				t.Errorf("GET /health on member %d under the NOSPACE alarm: %v %v, want 503 ALARM NOSPACE", c.Members[i].ID, r, err)
+			}
+		}
+		if r, err := c.Do(0, http.MethodGet, "/health?exclude=NOSPACE", nil); err != nil || r.Code != http.StatusOK {
+			t.Errorf("GET /health?exclude=NOSPACE under the NOSPACE alarm: %v %v, want 200", r, err)
+		}
 		if _, err := cli.Grant(ctx, 60); !isV3Err(err, rpctypes.ErrNoSpace) {
 			t.Errorf("LeaseGrant under the NOSPACE alarm: %v, want %v (as etcd)", err, rpctypes.ErrNoSpace)
 		}
@@ -911,5 +920,8 @@ func TestV3Limits(t *testing.T) {
 			}
 		}
 		c.MustPut(0, "quota/curl", "ok")
+		if r, err := c.Do(0, http.MethodGet, "/health", nil); err != nil || r.Code != http.StatusOK {
+			t.Errorf("GET /health after AlarmDisarm: %v %v, want 200", r, err)
+		}
 	})
 }
