@@ -58,6 +58,8 @@ type Options struct {
 	EnablePprof bool
 	// Version is reported on /version.
 	Version string
+	// V3 serves the /v3/ paths (etcd's JSON gateway); nil answers them 404.
+	V3 http.Handler
 }
 
 // Handler serves the API.
@@ -109,7 +111,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, "/")
 	if isReserved(path) {
 		if strings.HasPrefix(path, "v3") {
-			httpError(w, http.StatusNotFound, "/v3/ is reserved for the etcd v3 API")
+			if h.opts.V3 == nil || !strings.HasPrefix(path, "v3/") {
+				httpError(w, http.StatusNotFound, "/v3/ is reserved for the etcd v3 API")
+				return
+			}
+			// JSON carries values in base64: allow for it, and no more.
+			r.Body = http.MaxBytesReader(w, r.Body, 2*h.opts.MaxRequestBytes+64<<10)
+			h.opts.V3.ServeHTTP(w, r)
 			return
 		}
 		h.mux.ServeHTTP(w, r)

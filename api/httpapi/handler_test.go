@@ -247,3 +247,34 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Errorf("pprof without --enable-pprof: %d, want 404", code)
 	}
 }
+
+// TestV3Routing checks that /v3/ paths reach the gateway when one is set,
+// with the body bounded; the bare /v3 and, without a gateway, every /v3/
+// path answer 404.
+func TestV3Routing(t *testing.T) {
+	var gotPath string
+	var readErr error
+	gw := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath = r.URL.Path
+		_, readErr = io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusTeapot)
+	})
+	h := NewHandler(newFake(), Options{MaxRequestBytes: 16, V3: gw})
+	if code, _, _ := do(t, h, "POST", "/v3/kv/put", `{"key":"YQ=="}`); code != http.StatusTeapot || gotPath != "/v3/kv/put" || readErr != nil {
+		t.Errorf("POST /v3/kv/put: %d, gateway saw %q (read error %v)", code, gotPath, readErr)
+	}
+	// 2×16 bytes plus 64 KiB of JSON allowance, and one byte more.
+	do(t, h, "POST", "/v3/kv/put", strings.Repeat("x", 2*16+64<<10+1))
+	if readErr == nil {
+		t.Error("a gateway body over the limit was read whole")
+	}
+	for _, p := range []string{"/v3"} {
+		gotPath = ""
+		if code, _, _ := do(t, h, "POST", p, "{}"); code != http.StatusNotFound || gotPath != "" {
+			t.Errorf("POST %s: %d (gateway saw %q), want 404", p, code, gotPath)
+		}
+	}
+	if code, _, _ := do(t, NewHandler(newFake(), Options{}), "POST", "/v3/kv/put", "{}"); code != http.StatusNotFound {
+		t.Errorf("POST /v3/kv/put without a gateway: %d, want 404", code)
+	}
+}

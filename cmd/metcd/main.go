@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/metcd/metcd/api/gateway"
 	"github.com/metcd/metcd/api/grpcapi"
 	"github.com/metcd/metcd/api/httpapi"
 	"github.com/metcd/metcd/server"
@@ -189,10 +190,16 @@ func run(args []string) error {
 	}
 	defer srv.Stop()
 
+	v3gw, err := gateway.New(advertised(ln.Addr()))
+	if err != nil {
+		return err
+	}
+	defer v3gw.Close()
 	api := httpapi.NewHandler(srv, httpapi.Options{
 		MaxRequestBytes: f.maxRequestBytes,
 		EnablePprof:     f.enablePprof,
 		Version:         version,
+		V3:              v3gw,
 	})
 	gs := grpcapi.NewServer(srv, grpcapi.Options{
 		MaxRequestBytes:     int(f.maxRequestBytes),

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestV3Gateway drives etcd's JSON gateway (POST /v3/...) on the client
+// port, as curl users of etcd do: put through a follower, range, txn,
+// lease grant, member list, status, a watch stream from a past revision,
+// and etcd's error bodies ({"code":3,...} for an empty key). The curl key
+// API and the gateway read the same store.
+func TestV3Gateway(t *testing.T) {
+	c := NewV3Cluster(t, Options{Size: 3})
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	post := func(i int, path string, body any) (int, map[string]any) {
+		t.Helper()
+		in, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.Do(i, http.MethodPost, path, in)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		var out map[string]any
+		if err := json.Unmarshal([]byte(r.Body), &out); err != nil {
+			t.Fatalf("POST %s: %d, body %q is not JSON: %v", path, r.Code, r.Body, err)
+		}
+		return r.Code, out
+	}
+	li := c.WaitLeader(10 * time.Second)
+	follower := (li + 1) % len(c.Members)
+
+	code, put := post(follower, "/v3/kv/put", map[string]string{"key": b64("gw/a"), "value": b64("one")})
+	if code != http.StatusOK || put["header"] == nil {
+		t.Fatalf("put through a follower: %d %v", code, put)
+	}
+	rev := put["header"].(map[string]any)["revision"].(string) // int64 as a JSON string, as etcd
+	c.MustGet(li, "gw/a", "one")                               // the curl API reads what the gateway wrote
+
+	code, rng := post(li, "/v3/kv/range", map[string]string{"key": b64("gw/a")})
+	kvs, _ := rng["kvs"].([]any)
+	if code != http.StatusOK || len(kvs) != 1 || kvs[0].(map[string]any)["value"] != b64("one") || kvs[0].(map[string]any)["mod_revision"] != rev {
+		t.Fatalf("range: %d %v, want gw/a = one at revision %s", code, rng, rev)
+	}
+
+	code, txn := post(li, "/v3/kv/txn", map[string]any{
+		"compare": []any{map[string]any{"key": b64("gw/a"), "result": "EQUAL", "target": "VALUE", "value": b64("one")}},
+		"success": []any{map[string]any{"request_put": map[string]string{"key": b64("gw/a"), "value": b64("two")}}},
+	})
+	if code != http.StatusOK || txn["succeeded"] != true {
+		t.Fatalf("txn: %d %v, want succeeded", code, txn)
+	}
+
+	code, empty := post(li, "/v3/kv/range", map[string]string{"key": ""})
+	if code != http.StatusBadRequest || empty["code"] != float64(3) || empty["message"] != "etcdserver: key is not provided" {
+		t.Fatalf("range of an empty key: %d %v, want 400 with code 3 (InvalidArgument) and etcd's message", code, empty)
+	}
+
+	code, lease := post(li, "/v3/lease/grant", map[string]any{"TTL": 30})
+	if code != http.StatusOK || lease["TTL"] != "30" || lease["ID"] == nil {
+		t.Fatalf("lease grant: %d %v", code, lease)
+	}
+	code, ml := post(li, "/v3/cluster/member/list", map[string]any{})
+	if members, _ := ml["members"].([]any); code != http.StatusOK || len(members) != 3 {
+		t.Fatalf("member list: %d %v, want 3 members", code, ml)
+	}
+	code, st := post(follower, "/v3/maintenance/status", map[string]any{})
+	if code != http.StatusOK || st["version"] != "3.7.3" || st["leader"] != strconv.FormatUint(c.Members[li].ID, 10) {
+		t.Fatalf("status: %d %v", code, st)
+	}
+
+	// A watch from the first put's revision streams both versions of the
+	// key, one JSON object per response.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body, _ := json.Marshal(map[string]any{"create_request": map[string]any{"key": b64("gw/a"), "start_revision": rev}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Members[follower].ClientURL+"/v3/watch", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	var values []string
+	for len(values) < 2 {
+		var msg struct {
+			Result struct {
+				Created bool
+				Events  []struct {
+					KV struct{ Value string } `json:"kv"`
+				}
+			}
+			Error any
+		}
+		if err := dec.Decode(&msg); err != nil {
+			t.Fatalf("watch stream after %v: %v", values, err)
+		}
+		if msg.Error != nil {
+			t.Fatalf("watch stream: error %v", msg.Error)
+		}
+		for _, ev := range msg.Result.Events {
+			v, _ := base64.StdEncoding.DecodeString(ev.KV.Value)
+			values = append(values, string(v))
+		}
+	}
+	if fmt.Sprint(values) != "[one two]" {
+		t.Fatalf("watch from revision %s: values %v, want [one two]", rev, values)
+	}
+}
