@@ -177,7 +177,9 @@ func (s *Server) applyRequest(txn *kvstore.Txn, req *pb.InternalRaftRequest) (re
 		resp proto.Message
 		err  error
 	)
-	if s.corrupt() && (req.Put != nil || req.DeleteRange != nil || req.Txn != nil || req.Compaction != nil ||
+	// One look at the alarms per entry, for both checks below.
+	noSpace, corrupt := s.writeAlarms()
+	if corrupt && (req.Put != nil || req.DeleteRange != nil || req.Txn != nil || req.Compaction != nil ||
 		req.LeaseGrant != nil || req.LeaseRevoke != nil) {
 		// Decided here, from the applied alarms, so that every member
 		// refuses the same entries.
@@ -185,7 +187,7 @@ func (s *Server) applyRequest(txn *kvstore.Txn, req *pb.InternalRaftRequest) (re
 	}
 	switch {
 	case req.Put != nil:
-		if s.noSpace() {
+		if noSpace {
 			return result{err: rpctypes.ErrGRPCNoSpace}, nil
 		}
 		w := s.mv.Write(ob)
@@ -196,7 +198,7 @@ func (s *Server) applyRequest(txn *kvstore.Txn, req *pb.InternalRaftRequest) (re
 		resp, err = w.DeleteRange(req.DeleteRange)
 		w.End()
 	case req.Txn != nil:
-		if s.noSpace() && txnWrites(req.Txn, true) {
+		if noSpace && txnWrites(req.Txn, true) {
 			return result{err: rpctypes.ErrGRPCNoSpace}, nil
 		}
 		if s.w.IsRegistered(req.ID) {
@@ -208,7 +210,7 @@ func (s *Server) applyRequest(txn *kvstore.Txn, req *pb.InternalRaftRequest) (re
 	case req.Compaction != nil:
 		resp, err = s.mv.Compact(ob, req.Compaction.Revision)
 	case req.LeaseGrant != nil:
-		if s.noSpace() {
+		if noSpace {
 			return result{err: rpctypes.ErrGRPCNoSpace}, nil
 		}
 		var l *lease.Lease

@@ -211,14 +211,15 @@ func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
 func (s *Server) mayRemoveMember(id uint64) error {
 	s.memMu.RLock()
 	m, exists := s.members[id]
-	var voters, started []uint64 // the voting members other than id
+	var voters []uint64 // the voting members other than id
+	started := 0        // of them, those that published their name
 	for mid, om := range s.members {
 		if mid == id || om.IsLearner {
 			continue
 		}
 		voters = append(voters, mid)
 		if om.Name != "" {
-			started = append(started, mid)
+			started++
 		}
 	}
 	s.memMu.RUnlock()
@@ -227,8 +228,8 @@ func (s *Server) mayRemoveMember(id uint64) error {
 		return fmt.Errorf("%w: id %d", ErrMemberNotFound, id)
 	case m.IsLearner:
 		return nil // a learner is not part of any quorum
-	case len(started) < len(voters)/2+1:
-		return fmt.Errorf("%w: %d of the %d voting members left would have started", ErrNotEnoughStartedMembers, len(started), len(voters))
+	case started < len(voters)/2+1:
+		return fmt.Errorf("%w: %d of the %d voting members left would have started", ErrNotEnoughStartedMembers, started, len(voters))
 	case id != s.id && s.tr.ActiveSince(id).IsZero():
 		return nil // a member that is down is no part of the working quorum
 	}

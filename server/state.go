@@ -91,22 +91,23 @@ func (s *Server) loadAlarms() error {
 
 // noSpace reports whether a NOSPACE alarm is raised anywhere in the
 // cluster: writes that add data are refused, as etcd does.
-func (s *Server) noSpace() bool { return s.alarmRaised(pb.AlarmType_NOSPACE) }
+func (s *Server) noSpace() bool {
+	noSpace, _ := s.writeAlarms()
+	return noSpace
+}
 
-// corrupt reports whether a CORRUPT alarm is raised anywhere in the
-// cluster: every request that goes through raft to change the key space
-// or the leases is refused, as etcd does, until the alarm is disarmed.
-func (s *Server) corrupt() bool { return s.alarmRaised(pb.AlarmType_CORRUPT) }
-
-func (s *Server) alarmRaised(t pb.AlarmType) bool {
+// writeAlarms reports, in one pass over the raised alarms, the two that
+// refuse writes: NOSPACE (writes that add data) and CORRUPT (every request
+// that goes through raft to change the key space or the leases, as etcd
+// does, until the alarm is disarmed).
+func (s *Server) writeAlarms() (noSpace, corrupt bool) {
 	s.alarms.mu.RLock()
 	defer s.alarms.mu.RUnlock()
 	for _, a := range s.alarms.alarms {
-		if a.Type == int32(t) {
-			return true
-		}
+		noSpace = noSpace || a.Type == int32(pb.AlarmType_NOSPACE)
+		corrupt = corrupt || a.Type == int32(pb.AlarmType_CORRUPT)
 	}
-	return false
+	return noSpace, corrupt
 }
 
 func (s *Server) alarmList() []*pb.AlarmMember {
