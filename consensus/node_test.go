@@ -110,10 +110,19 @@ func TestElectionAndReplication(t *testing.T) {
 	if st.GetCommit() < v.applied {
 		t.Errorf("leader commit %d < applied %d", st.GetCommit(), v.applied)
 	}
-	for _, id := range all {
-		if pr := st.Progress[id]; pr.Match < v.applied {
-			t.Errorf("leader's progress for %d: match %d < applied %d", id, pr.Match, v.applied)
+	// A follower applies an entry once it has persisted it and learned the
+	// commit; its append response may still be on the way to the leader, so
+	// the leader's view of each match is waited for, not read once.
+	c.eventually("the leader to see every match reach the applied index", func() (bool, string) {
+		st := c.node(lead).Status()
+		for _, id := range all {
+			if pr := st.Progress[id]; pr.Match < v.applied {
+				return false, fmt.Sprintf("leader's progress for %d: match %d < applied %d", id, pr.Match, v.applied)
+			}
 		}
+		return true, ""
+	})
+	for _, id := range all {
 		if got := c.view(id).voters; !slices.Equal(got, all) {
 			t.Errorf("member %d: voters %v, want %v", id, got, all)
 		}
@@ -614,9 +623,15 @@ func TestAddMember(t *testing.T) {
 	if _, ok := st.Config.Voters.IDs()[4]; !ok {
 		t.Fatalf("leader's voters %v lack 4", st.Config.Voters)
 	}
-	if pr := st.Progress[4]; pr.Match < c.view(4).applied {
-		t.Fatalf("leader's progress for 4: match %d < applied %d", pr.Match, c.view(4).applied)
-	}
+	// Member 4's append response can trail its apply (see
+	// TestElectionAndReplication), so the leader's view is waited for.
+	applied4 := c.view(4).applied
+	c.eventually("the leader to see member 4's match reach its applied index", func() (bool, string) {
+		if pr := c.node(lead).Status().Progress[4]; pr.Match < applied4 {
+			return false, fmt.Sprintf("leader's progress for 4: match %d < applied %d", pr.Match, applied4)
+		}
+		return true, ""
+	})
 	c.waitConverged(up...)
 }
 
