@@ -574,10 +574,12 @@ func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
 }
 
 // sendCompacted delivers the compaction cancel if there is room and ends
-// the watcher; otherwise it is retried on the next tick. h.mu held.
+// the watcher; otherwise it is retried on the next tick. As in etcd, its
+// header carries revision 0: the cancel reports no revision of the store.
+// h.mu held.
 func (h *Hub) sendCompacted(w *Watcher) {
 	resp := &pb.WatchResponse{
-		Header:          &pb.ResponseHeader{Revision: h.rev},
+		Header:          &pb.ResponseHeader{},
 		WatchId:         w.id,
 		Canceled:        true,
 		CompactRevision: w.compacted,

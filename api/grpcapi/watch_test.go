@@ -284,7 +284,8 @@ func TestWatchCompacted(t *testing.T) {
 
 	ws := e.rawWatch()
 	c := create(t, ws, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 1})
-	if r := recv(t, ws); !r.Canceled || r.CompactRevision != 4 || r.WatchId != c.WatchId {
+	// etcd's compaction cancel has revision 0 in its header.
+	if r := recv(t, ws); !r.Canceled || r.CompactRevision != 4 || r.WatchId != c.WatchId || r.Header.GetRevision() != 0 {
 		t.Fatalf("raw compacted watch: %v", r)
 	}
 	// Its id stays taken until the client cancels it, as in etcd.
