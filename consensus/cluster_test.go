@@ -470,19 +470,32 @@ type cluster struct {
 	lg      *zap.Logger
 	net     *network
 	members map[uint64]*member
+	root    string // holds the members' dirs
+}
+
+// memberDir makes a fresh dir for member id under the cluster's root.
+func (c *cluster) memberDir(id uint64) string {
+	c.t.Helper()
+	dir, err := os.MkdirTemp(c.root, fmt.Sprintf("m%d-", id))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return dir
 }
 
 // newCluster starts a brand-new cluster of members 1..size.
 func newCluster(t *testing.T, size int) *cluster {
 	t.Helper()
-	c := &cluster{t: t, lg: testLogger(t), net: newNetwork(), members: map[uint64]*member{}}
+	// The root dir is taken before shutdown is registered: cleanups run
+	// last first, so the nodes stop before their files are removed.
+	c := &cluster{t: t, lg: testLogger(t), net: newNetwork(), members: map[uint64]*member{}, root: t.TempDir()}
 	t.Cleanup(c.shutdown)
 	var peers []raft.Peer
 	for id := uint64(1); id <= uint64(size); id++ {
 		peers = append(peers, raft.Peer{ID: id})
 	}
 	for id := uint64(1); id <= uint64(size); id++ {
-		c.members[id] = &member{id: id, dir: t.TempDir()}
+		c.members[id] = &member{id: id, dir: c.memberDir(id)}
 	}
 	for id := uint64(1); id <= uint64(size); id++ {
 		c.start(id, peers, false)
@@ -495,7 +508,7 @@ func (c *cluster) start(id uint64, peers []raft.Peer, join bool) *member {
 	c.t.Helper()
 	m := c.members[id]
 	if m == nil {
-		m = &member{id: id, dir: c.t.TempDir()}
+		m = &member{id: id, dir: c.memberDir(id)}
 		c.members[id] = m
 	}
 	if m.running {
@@ -637,6 +650,18 @@ func (c *cluster) eventually(what string, cond func() (bool, string)) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// leaderStatus returns the raft status of the member of ids in the leader
+// role, if one is: leadership may move while a test polls, and only a
+// leader's status holds its followers' progress.
+func (c *cluster) leaderStatus(ids ...uint64) (raft.Status, bool) {
+	for _, id := range ids {
+		if c.node(id).Role() == raft.StateLeader {
+			return c.node(id).Status(), true
+		}
+	}
+	return raft.Status{}, false
 }
 
 // waitLeader waits until every member in ids names the same leader, one of

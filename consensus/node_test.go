@@ -114,7 +114,10 @@ func TestElectionAndReplication(t *testing.T) {
 	// commit; its append response may still be on the way to the leader, so
 	// the leader's view of each match is waited for, not read once.
 	c.eventually("the leader to see every match reach the applied index", func() (bool, string) {
-		st := c.node(lead).Status()
+		st, ok := c.leaderStatus(all...)
+		if !ok {
+			return false, "no member in the leader role"
+		}
 		for _, id := range all {
 			if pr := st.Progress[id]; pr.Match < v.applied {
 				return false, fmt.Sprintf("leader's progress for %d: match %d < applied %d", id, pr.Match, v.applied)
@@ -508,13 +511,21 @@ func TestSnapshotCatchUpLaggingFollower(t *testing.T) {
 	}
 	c.waitConverged(lead, other)
 
-	// The leader compacts away everything the lagging follower lacks.
-	i, cs, data := c.members[lead].sm.snapshot()
-	if err := c.node(lead).Snapshot(i, cs, data, 0); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := c.node(lead).storage.FirstIndex(); fi != i+1 {
-		t.Fatalf("leader's first index %d after compacting to %d", fi, i)
+	// Both members that may lead compact away everything the lagging
+	// follower lacks, so whichever leads after the heal must send a
+	// snapshot.
+	var i uint64 // the leader's snapshot index
+	for _, id := range []uint64{lead, other} {
+		si, cs, data := c.members[id].sm.snapshot()
+		if err := c.node(id).Snapshot(si, cs, data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if fi, _ := c.node(id).storage.FirstIndex(); fi != si+1 {
+			t.Fatalf("member %d's first index %d after compacting to %d", id, fi, si)
+		}
+		if id == lead {
+			i = si
+		}
 	}
 	if v := c.view(lag); v.applied >= i {
 		t.Fatalf("isolated follower applied %d, already at the snapshot %d", v.applied, i)
@@ -627,7 +638,11 @@ func TestAddMember(t *testing.T) {
 	// TestElectionAndReplication), so the leader's view is waited for.
 	applied4 := c.view(4).applied
 	c.eventually("the leader to see member 4's match reach its applied index", func() (bool, string) {
-		if pr := c.node(lead).Status().Progress[4]; pr.Match < applied4 {
+		st, ok := c.leaderStatus(up...)
+		if !ok {
+			return false, "no member in the leader role"
+		}
+		if pr := st.Progress[4]; pr.Match < applied4 {
 			return false, fmt.Sprintf("leader's progress for 4: match %d < applied %d", pr.Match, applied4)
 		}
 		return true, ""
