@@ -66,8 +66,12 @@ func memConfig(t *testing.T, id uint64, urls []string, dir string) Config {
 		cfg.Engine = EngineOpener{Name: name, Open: open}
 	}
 	cfg.SnapshotCount = 25
-	cfg.HeartbeatInterval = 20 * time.Millisecond
-	cfg.ElectionTimeout = 200 * time.Millisecond
+	// Short enough for quick elections, long enough that a stall of the
+	// race detector on a loaded machine rarely looks like a dead leader
+	// (a write then fails with "leader changed" in tests that do not
+	// retry).
+	cfg.HeartbeatInterval = 50 * time.Millisecond
+	cfg.ElectionTimeout = 500 * time.Millisecond
 	cfg.RequestTimeout = 3 * time.Second
 	cfg.Logger = zaptest.NewLogger(t).Named(fmt.Sprint(id))
 	return cfg
@@ -249,10 +253,16 @@ func TestVersionsAfterRestart(t *testing.T) {
 	c.stop(1)
 	c.start(1)
 	c.waitLeader()
-	for _, k := range []string{"k0", "k1", "k19", "new"} {
+	// Each put is a txn on the key's version before it, so that a retry of
+	// a put whose outcome was unknown (leader changed) cannot apply twice.
+	for k, before := range map[string]int64{"k0": 0, "k1": 2, "k19": 2, "new": 0} {
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			_, err := c.members[0].Put(ctx(t), &pb.PutRequest{Key: []byte(k), Value: []byte("w")})
+			_, err := c.members[0].Txn(ctx(t), &pb.TxnRequest{
+				Compare: []*pb.Compare{{Key: []byte(k), Target: pb.Compare_VERSION, Result: pb.Compare_EQUAL,
+					TargetUnion: &pb.Compare_Version{Version: before}}},
+				Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(k), Value: []byte("w")}}}},
+			})
 			if err == nil {
 				break
 			}
@@ -987,5 +997,43 @@ func TestCorruptAlarmRefusesWrites(t *testing.T) {
 	}
 	if err := putKey(s, ctx(t), []byte("a"), []byte("3")); err != nil {
 		t.Fatalf("put after disarming: %v", err)
+	}
+}
+
+// TestNoSpaceDisarmSeenByEveryMember: once a disarm of the NOSPACE alarm is
+// acknowledged, a write through any member goes in, as in etcd, even
+// through a member that has not applied the disarm yet. The refusal under
+// the alarm is decided at apply, in log order, not from the alarms a
+// member has applied so far (which lag the leader's by a round trip).
+func TestNoSpaceDisarmSeenByEveryMember(t *testing.T) {
+	c := newTestCluster(t, 3)
+	lead := c.waitLeader()
+	leader := c.members[lead-1]
+	var followers []*Server
+	for _, s := range c.members {
+		if s.ID() != lead {
+			followers = append(followers, s)
+		}
+	}
+	alarm := func(action pb.AlarmRequest_AlarmAction) {
+		t.Helper()
+		if _, err := leader.Alarm(ctx(t), &pb.AlarmRequest{Action: action, MemberID: lead, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+			t.Fatalf("alarm %v: %v", action, err)
+		}
+	}
+	for round := range 20 {
+		alarm(pb.AlarmRequest_ACTIVATE)
+		for _, f := range followers {
+			_, err := f.Put(ctx(t), &pb.PutRequest{Key: []byte("k"), Value: []byte("under")})
+			if !errors.Is(err, rpctypes.ErrGRPCNoSpace) {
+				t.Fatalf("round %d: put via member %d under the alarm: got %v, want %v", round, f.ID(), err, rpctypes.ErrGRPCNoSpace)
+			}
+		}
+		alarm(pb.AlarmRequest_DEACTIVATE)
+		for _, f := range followers {
+			if _, err := f.Put(ctx(t), &pb.PutRequest{Key: []byte("k"), Value: []byte("after")}); err != nil {
+				t.Fatalf("round %d: put via member %d right after the disarm was acknowledged: %v", round, f.ID(), err)
+			}
+		}
 	}
 }

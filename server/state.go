@@ -89,13 +89,6 @@ func (s *Server) loadAlarms() error {
 	return nil
 }
 
-// noSpace reports whether a NOSPACE alarm is raised anywhere in the
-// cluster: writes that add data are refused, as etcd does.
-func (s *Server) noSpace() bool {
-	noSpace, _ := s.writeAlarms()
-	return noSpace
-}
-
 // writeAlarms reports, in one pass over the raised alarms, the two that
 // refuse writes: NOSPACE (writes that add data) and CORRUPT (every request
 // that goes through raft to change the key space or the leases, as etcd

@@ -251,14 +251,13 @@ func (s *Server) proposeAny(ctx context.Context, r *pb.InternalRaftRequest, limi
 	return res.resp, nil
 }
 
-// checkQuota refuses a write that adds data while the NOSPACE alarm is
-// raised, and raises it when the engine would grow past the quota.
+// checkQuota refuses a write that would grow the engine past the quota,
+// and raises the NOSPACE alarm then. A write under a raised alarm is
+// refused at apply, as in etcd, not here: this member may not have applied
+// a disarm that the client already saw acknowledged by another member.
 func (s *Server) checkQuota(cost int) error {
 	if s.cfg.QuotaBackendBytes < 0 {
 		return nil
-	}
-	if s.noSpace() {
-		return rpctypes.ErrGRPCNoSpace
 	}
 	quota := s.quota()
 	size := s.cachedInUse()

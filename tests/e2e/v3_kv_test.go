@@ -816,6 +816,11 @@ func TestV3Limits(t *testing.T) {
 		}
 		for i := range c.Members {
 			mc := c.V3Client(t, i)
+			// A linearizable call first, so that this member has applied
+			// the alarm that its Status and /health report.
+			if _, err := mc.AlarmList(ctx); err != nil {
+				t.Fatalf("AlarmList on member %d: %v", c.Members[i].ID, err)
+			}
 			_, err := mc.Put(ctx, "quota/small", "x")
 			wantV3Err(t, fmt.Sprintf("small Put on member %d under the NOSPACE alarm", c.Members[i].ID), err, rpctypes.ErrNoSpace)
 			_, err = mc.Txn(ctx).Then(clientv3.OpPut("quota/small", "x")).Commit()
@@ -897,7 +902,10 @@ func TestV3Limits(t *testing.T) {
 		_, err = cli.Put(ctx, "quota/after", "x")
 		wantV3Err(t, "Put after reclaiming space but before disarming", err, rpctypes.ErrNoSpace)
 
-		ar, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: alarmMember, Alarm: pb.AlarmType_NOSPACE})
+		// Every member whose own quota check failed has raised its own
+		// alarm, as in etcd; an empty AlarmMember disarms them all (what
+		// etcdctl alarm disarm sends).
+		ar, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{})
 		if err != nil {
 			t.Fatalf("AlarmDisarm: %v", err)
 		}
