@@ -70,14 +70,28 @@ func onePeerURL(urls []string) (string, error) {
 	return urls[0], nil
 }
 
+// caughtUp brings this member's applied membership up to every change
+// acknowledged before the call, on any member. The checks made before
+// proposing a membership change (and the next free id) read that view,
+// which otherwise lags the leader's by a round trip: a member refused to
+// remove a member just added through another, as "not found". etcd makes
+// such checks at apply, in log order; one ReadIndex round gives the same
+// answers here. A learner's view is used as it is.
+func (s *Server) caughtUp(ctx context.Context) error {
+	if s.isLearner() {
+		return nil
+	}
+	return s.LinearizableRead(ctx)
+}
+
 // MemberAdd adds a member (or a learner) under the next free id.
 func (s *Server) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
 	u, err := onePeerURL(r.PeerURLs)
 	if err != nil {
 		return nil, err
 	}
-	id := s.nextMemberID()
-	if err := s.addMember(ctx, id, u, r.IsLearner); err != nil {
+	id, err := s.addMember(ctx, 0, u, r.IsLearner)
+	if err != nil {
 		return nil, err
 	}
 	return &pb.MemberAddResponse{
@@ -102,6 +116,9 @@ func (s *Server) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*
 		return nil, err
 	}
 	if err := ValidatePeerURL(u); err != nil {
+		return nil, err
+	}
+	if err := s.caughtUp(ctx); err != nil {
 		return nil, err
 	}
 	s.memMu.RLock()
@@ -140,6 +157,9 @@ func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) 
 			return nil, err
 		}
 		return &pb.MemberPromoteResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+	}
+	if err := s.caughtUp(ctx); err != nil {
+		return nil, err
 	}
 	s.memMu.RLock()
 	m, exists := s.members[r.ID]

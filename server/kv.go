@@ -144,15 +144,24 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 // AddMember adds a voting member with the given id and peer URL, returning
 // once the change is applied on this member.
 func (s *Server) AddMember(ctx context.Context, id uint64, peerURL string) error {
-	return s.addMember(ctx, id, peerURL, false)
-}
-
-func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learner bool) error {
 	if id == 0 {
 		return fmt.Errorf("%w: member id must be at least 1", ErrBadMember)
 	}
+	_, err := s.addMember(ctx, id, peerURL, false)
+	return err
+}
+
+// addMember adds the member under id, or under the next free id if id is
+// 0, and returns the id.
+func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learner bool) (uint64, error) {
 	if err := ValidatePeerURL(peerURL); err != nil {
-		return err
+		return 0, err
+	}
+	if err := s.caughtUp(ctx); err != nil {
+		return 0, err
+	}
+	if id == 0 {
+		id = s.nextMemberID()
 	}
 	s.memMu.RLock()
 	_, exists := s.members[id]
@@ -168,23 +177,23 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 	s.memMu.RUnlock()
 	switch {
 	case learner && learners >= maxLearners:
-		return rpctypes.ErrGRPCTooManyLearners
+		return 0, rpctypes.ErrGRPCTooManyLearners
 	case removed:
-		return ErrIDRemoved
+		return 0, ErrIDRemoved
 	case exists:
-		return fmt.Errorf("%w: id %d", ErrMemberExists, id)
+		return 0, fmt.Errorf("%w: id %d", ErrMemberExists, id)
 	case urlTaken:
-		return fmt.Errorf("%w: %s", ErrPeerURLExists, peerURL)
+		return 0, fmt.Errorf("%w: %s", ErrPeerURLExists, peerURL)
 	}
 	mctx, err := json.Marshal(kvstore.Member{ID: id, PeerURL: peerURL, IsLearner: learner})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	typ := raftpb.ConfChangeAddNode
 	if learner {
 		typ = raftpb.ConfChangeAddLearnerNode
 	}
-	return s.proposeConfChange(ctx, &raftpb.ConfChange{
+	return id, s.proposeConfChange(ctx, &raftpb.ConfChange{
 		Type: typ.Enum(), NodeId: proto.Uint64(id), Context: mctx,
 	})
 }
@@ -192,6 +201,9 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 // RemoveMember removes a member. Removing this member makes it shut down
 // once the change is applied.
 func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
+	if err := s.caughtUp(ctx); err != nil {
+		return err
+	}
 	if err := s.mayRemoveMember(id); err != nil {
 		return err
 	}

@@ -1037,3 +1037,51 @@ func TestNoSpaceDisarmSeenByEveryMember(t *testing.T) {
 		}
 	}
 }
+
+// TestMembershipChangesSeenByEveryMember: a membership change acknowledged
+// by one member is seen by the next call on any other, as in etcd, whose
+// checks of such a call are made in log order. A member checks a call
+// against the membership it has applied, which lags the leader's by a
+// round trip, so without catching up first it refused to remove a member
+// just added elsewhere ("member not found") or to re-add a peer URL just
+// removed elsewhere.
+func TestMembershipChangesSeenByEveryMember(t *testing.T) {
+	c := newTestCluster(t, 3)
+	lead := c.waitLeader()
+	leader := c.members[lead-1]
+	var f []*Server
+	for _, s := range c.members {
+		if s.ID() != lead {
+			f = append(f, s)
+		}
+	}
+	for round := range 10 {
+		u := freeURL(t)
+		add, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{u}, IsLearner: true})
+		if err != nil {
+			t.Fatalf("round %d: add a learner via the leader: %v", round, err)
+		}
+		if _, err := f[0].MemberRemove(ctx(t), &pb.MemberRemoveRequest{ID: add.Member.ID}); err != nil {
+			t.Fatalf("round %d: remove learner %d via member %d right after its add was acknowledged: %v", round, add.Member.ID, f[0].ID(), err)
+		}
+		again, err := f[1].MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{u}, IsLearner: true})
+		if err != nil {
+			t.Fatalf("round %d: re-add %s via member %d right after its removal was acknowledged: %v", round, u, f[1].ID(), err)
+		}
+		if again.Member.ID <= add.Member.ID {
+			t.Fatalf("round %d: re-added member got id %d, not above the removed %d", round, again.Member.ID, add.Member.ID)
+		}
+		if _, err := leader.MemberRemove(ctx(t), &pb.MemberRemoveRequest{ID: again.Member.ID}); err != nil {
+			t.Fatalf("round %d: remove learner %d via the leader: %v", round, again.Member.ID, err)
+		}
+	}
+	for _, s := range c.members {
+		resp, err := s.MemberList(ctx(t), &pb.MemberListRequest{Linearizable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Members) != 3 {
+			t.Fatalf("member %d lists %d members, want the 3 voters", s.ID(), len(resp.Members))
+		}
+	}
+}
