@@ -8,6 +8,8 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.etcd.io/etcd/api/v3/etcdserverpb/gw"
+	electiongw "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb/gw"
+	lockgw "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb/gw"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -44,6 +46,8 @@ func New(target string) (*Gateway, error) {
 		gw.RegisterLeaseHandler,
 		gw.RegisterClusterHandler,
 		gw.RegisterMaintenanceHandler,
+		lockgw.RegisterLockHandler,
+		electiongw.RegisterElectionHandler,
 	} {
 		// The context only serves to close streams when it ends; requests
 		// carry their own.

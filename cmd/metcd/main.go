@@ -22,6 +22,7 @@ import (
 	"github.com/metcd/metcd/api/gateway"
 	"github.com/metcd/metcd/api/grpcapi"
 	"github.com/metcd/metcd/api/httpapi"
+	"github.com/metcd/metcd/api/recipes"
 	"github.com/metcd/metcd/server"
 	"github.com/metcd/metcd/storage/engines"
 	"go.uber.org/zap"
@@ -207,6 +208,14 @@ func run(args []string) error {
 		LeaderCheckInterval: cfg.ElectionTimeout,
 		StorageVersion:      server.StorageVersion,
 	})
+	// etcd's Lock and Election services run the concurrency recipes
+	// through this member's own client port.
+	rec, err := recipes.New(advertised(ln.Addr()))
+	if err != nil {
+		return err
+	}
+	defer rec.Close()
+	rec.Register(gs)
 	mux := grpcapi.NewMux(ln, api, gs)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- mux.Serve() }()
