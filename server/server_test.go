@@ -129,6 +129,28 @@ func (c *testCluster) stop(i int) {
 	c.members[i] = nil
 }
 
+// leaderAndFollowers returns the running member a leader is known as, and
+// the other running members.
+func (c *testCluster) leaderAndFollowers() (*Server, []*Server) {
+	c.t.Helper()
+	lead := c.waitLeader()
+	var leader *Server
+	var followers []*Server
+	for _, s := range c.members {
+		switch {
+		case s == nil:
+		case s.ID() == lead:
+			leader = s
+		default:
+			followers = append(followers, s)
+		}
+	}
+	if leader == nil {
+		c.t.Fatalf("leader %d is not running", lead)
+	}
+	return leader, followers
+}
+
 func (c *testCluster) waitLeader() uint64 {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -1007,14 +1029,8 @@ func TestCorruptAlarmRefusesWrites(t *testing.T) {
 // member has applied so far (which lag the leader's by a round trip).
 func TestNoSpaceDisarmSeenByEveryMember(t *testing.T) {
 	c := newTestCluster(t, 3)
-	lead := c.waitLeader()
-	leader := c.members[lead-1]
-	var followers []*Server
-	for _, s := range c.members {
-		if s.ID() != lead {
-			followers = append(followers, s)
-		}
-	}
+	leader, followers := c.leaderAndFollowers()
+	lead := leader.ID()
 	alarm := func(action pb.AlarmRequest_AlarmAction) {
 		t.Helper()
 		if _, err := leader.Alarm(ctx(t), &pb.AlarmRequest{Action: action, MemberID: lead, Alarm: pb.AlarmType_NOSPACE}); err != nil {
@@ -1047,14 +1063,7 @@ func TestNoSpaceDisarmSeenByEveryMember(t *testing.T) {
 // removed elsewhere.
 func TestMembershipChangesSeenByEveryMember(t *testing.T) {
 	c := newTestCluster(t, 3)
-	lead := c.waitLeader()
-	leader := c.members[lead-1]
-	var f []*Server
-	for _, s := range c.members {
-		if s.ID() != lead {
-			f = append(f, s)
-		}
-	}
+	leader, f := c.leaderAndFollowers()
 	for round := range 10 {
 		u := freeURL(t)
 		add, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{u}, IsLearner: true})

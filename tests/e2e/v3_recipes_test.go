@@ -19,6 +19,23 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// recipesSetup starts a 3-member cluster and returns a client of each
+// member and two leases of 60 s.
+func recipesSetup(t *testing.T) (*Cluster, context.Context, []*clientv3.Client, clientv3.LeaseID, clientv3.LeaseID) {
+	c := NewV3Cluster(t, Options{Size: 3})
+	ctx := v3ctx(t)
+	clis := []*clientv3.Client{c.V3Client(t, 0), c.V3Client(t, 1), c.V3Client(t, 2)}
+	var leases []clientv3.LeaseID
+	for range 2 {
+		g, err := clis[0].Grant(ctx, 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, g.ID)
+	}
+	return c, ctx, clis, leases[0], leases[1]
+}
+
 // TestV3Lock drives etcd's Lock service (v3lockpb), which clients in other
 // languages use (jetcd's lock client, etcd's /v3/lock gateway), across the
 // members of a cluster: a second Lock waits for the first hold's Unlock
@@ -26,22 +43,11 @@ import (
 // up leaves no key; the service's keys are those of clientv3's
 // concurrency.Mutex, so both kinds of client exclude each other.
 func TestV3Lock(t *testing.T) {
-	c := NewV3Cluster(t, Options{Size: 3})
-	ctx := v3ctx(t)
-	clis := []*clientv3.Client{c.V3Client(t, 0), c.V3Client(t, 1), c.V3Client(t, 2)}
-	locks := make([]v3lockpb.LockClient, 3)
+	c, ctx, clis, la, lb := recipesSetup(t)
+	locks := make([]v3lockpb.LockClient, len(clis))
 	for i, cli := range clis {
 		locks[i] = v3lockpb.NewLockClient(cli.ActiveConnection())
 	}
-	grant := func() clientv3.LeaseID {
-		t.Helper()
-		g, err := clis[0].Grant(ctx, 60)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g.ID
-	}
-	la, lb := grant(), grant()
 
 	first, err := locks[0].Lock(ctx, &v3lockpb.LockRequest{Name: []byte("lk"), Lease: int64(la)})
 	if err != nil {
@@ -153,22 +159,11 @@ func TestV3Lock(t *testing.T) {
 // campaigner taking over, etcd's errors, and clientv3's
 // concurrency.Election reading the same election.
 func TestV3Election(t *testing.T) {
-	c := NewV3Cluster(t, Options{Size: 3})
-	ctx := v3ctx(t)
-	clis := []*clientv3.Client{c.V3Client(t, 0), c.V3Client(t, 1), c.V3Client(t, 2)}
-	els := make([]v3electionpb.ElectionClient, 3)
+	c, ctx, clis, la, lb := recipesSetup(t)
+	els := make([]v3electionpb.ElectionClient, len(clis))
 	for i, cli := range clis {
 		els[i] = v3electionpb.NewElectionClient(cli.ActiveConnection())
 	}
-	grant := func() clientv3.LeaseID {
-		t.Helper()
-		g, err := clis[0].Grant(ctx, 60)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g.ID
-	}
-	la, lb := grant(), grant()
 	name := []byte("el")
 
 	if _, err := els[1].Leader(ctx, &v3electionpb.LeaderRequest{Name: name}); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), concurrency.ErrElectionNoLeader.Error()) {
