@@ -7,9 +7,11 @@ import (
 	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/tmc/grpc-websocket-proxy/wsproxy"
 	"go.etcd.io/etcd/api/v3/etcdserverpb/gw"
 	electiongw "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb/gw"
 	lockgw "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb/gw"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -17,14 +19,14 @@ import (
 
 // Gateway is an http.Handler for the /v3/ paths.
 type Gateway struct {
-	mux  *runtime.ServeMux
+	h    http.Handler
 	conn *grpc.ClientConn
 }
 
 // New returns a gateway that forwards to the gRPC API at target
 // (host:port of this member's client port). The connection is made on
-// first use. Close releases it.
-func New(target string) (*Gateway, error) {
+// first use. Close releases it. lg gets the websocket proxy's messages.
+func New(target string, lg *zap.Logger) (*Gateway, error) {
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// As etcd's gateway: a large range is not cut at gRPC's default
 		// 4 MiB of response.
@@ -56,11 +58,28 @@ func New(target string) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: register: %w", err)
 		}
 	}
-	return &Gateway{mux: mux, conn: conn}, nil
+	// As etcd's gateway, a websocket upgrade of any path (browsers cannot
+	// stream a POST body) becomes a POST stream: each text message is one
+	// request object, each response one message. Other requests pass.
+	h := wsproxy.WebsocketProxy(mux,
+		wsproxy.WithRequestMutator(func(_ *http.Request, out *http.Request) *http.Request {
+			out.Method = http.MethodPost
+			return out
+		}),
+		wsproxy.WithMaxRespBodyBufferSize(math.MaxInt32),
+		wsproxy.WithLogger(wsLogger{lg.Sugar()}),
+	)
+	return &Gateway{h: h, conn: conn}, nil
 }
 
+// wsLogger gives the websocket proxy's messages to zap.
+type wsLogger struct{ s *zap.SugaredLogger }
+
+func (l wsLogger) Warnln(args ...any)  { l.s.Warn(args...) }
+func (l wsLogger) Debugln(args ...any) { l.s.Debug(args...) }
+
 // ServeHTTP serves one gateway request.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.h.ServeHTTP(w, r) }
 
 // Close closes the connection to the gRPC API.
 func (g *Gateway) Close() error { return g.conn.Close() }

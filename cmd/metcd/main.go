@@ -191,7 +191,7 @@ func run(args []string) error {
 	}
 	defer srv.Stop()
 
-	v3gw, err := gateway.New(advertised(ln.Addr()))
+	v3gw, err := gateway.New(advertised(ln.Addr()), lg.Named("gateway"))
 	if err != nil {
 		return err
 	}

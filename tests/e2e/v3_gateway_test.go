@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestV3Gateway drives etcd's JSON gateway (POST /v3/...) on the client
@@ -117,5 +120,49 @@ func TestV3Gateway(t *testing.T) {
 	}
 	if fmt.Sprint(values) != "[one two]" {
 		t.Fatalf("watch from revision %s: values %v, want [one two]", rev, values)
+	}
+
+	// The same watch over a websocket, as a browser makes it (etcd's
+	// gateway turns the upgrade into a POST stream): the history first,
+	// then a put made after the watch was created, through another member.
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(c.Members[follower].ClientURL, "http")+"/v3/watch", nil)
+	if err != nil {
+		t.Fatalf("websocket to /v3/watch: %v", err)
+	}
+	defer ws.Close()
+	if err := ws.WriteMessage(websocket.TextMessage, body); err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	values = nil
+	for len(values) < 3 {
+		var msg struct {
+			Result struct {
+				Created bool
+				Events  []struct {
+					KV struct{ Value string } `json:"kv"`
+				}
+			}
+			Error any
+		}
+		if err := ws.ReadJSON(&msg); err != nil {
+			t.Fatalf("websocket watch after %v: %v", values, err)
+		}
+		if msg.Error != nil {
+			t.Fatalf("websocket watch: error %v", msg.Error)
+		}
+		if msg.Result.Created {
+			code, put := post(li, "/v3/kv/put", map[string]string{"key": b64("gw/a"), "value": b64("three")})
+			if code != http.StatusOK {
+				t.Fatalf("put after the websocket watch was created: %d %v", code, put)
+			}
+		}
+		for _, ev := range msg.Result.Events {
+			v, _ := base64.StdEncoding.DecodeString(ev.KV.Value)
+			values = append(values, string(v))
+		}
+	}
+	if fmt.Sprint(values) != "[one two three]" {
+		t.Fatalf("websocket watch from revision %s: values %v, want [one two three]", rev, values)
 	}
 }
