@@ -98,25 +98,11 @@ func TestV3Gateway(t *testing.T) {
 	dec := json.NewDecoder(res.Body)
 	var values []string
 	for len(values) < 2 {
-		var msg struct {
-			Result struct {
-				Created bool
-				Events  []struct {
-					KV struct{ Value string } `json:"kv"`
-				}
-			}
-			Error any
-		}
+		var msg gwWatchMessage
 		if err := dec.Decode(&msg); err != nil {
 			t.Fatalf("watch stream after %v: %v", values, err)
 		}
-		if msg.Error != nil {
-			t.Fatalf("watch stream: error %v", msg.Error)
-		}
-		for _, ev := range msg.Result.Events {
-			v, _ := base64.StdEncoding.DecodeString(ev.KV.Value)
-			values = append(values, string(v))
-		}
+		values = append(values, msg.values(t)...)
 	}
 	if fmt.Sprint(values) != "[one two]" {
 		t.Fatalf("watch from revision %s: values %v, want [one two]", rev, values)
@@ -136,20 +122,9 @@ func TestV3Gateway(t *testing.T) {
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	values = nil
 	for len(values) < 3 {
-		var msg struct {
-			Result struct {
-				Created bool
-				Events  []struct {
-					KV struct{ Value string } `json:"kv"`
-				}
-			}
-			Error any
-		}
+		var msg gwWatchMessage
 		if err := ws.ReadJSON(&msg); err != nil {
 			t.Fatalf("websocket watch after %v: %v", values, err)
-		}
-		if msg.Error != nil {
-			t.Fatalf("websocket watch: error %v", msg.Error)
 		}
 		if msg.Result.Created {
 			code, put := post(li, "/v3/kv/put", map[string]string{"key": b64("gw/a"), "value": b64("three")})
@@ -157,12 +132,39 @@ func TestV3Gateway(t *testing.T) {
 				t.Fatalf("put after the websocket watch was created: %d %v", code, put)
 			}
 		}
-		for _, ev := range msg.Result.Events {
-			v, _ := base64.StdEncoding.DecodeString(ev.KV.Value)
-			values = append(values, string(v))
-		}
+		values = append(values, msg.values(t)...)
 	}
 	if fmt.Sprint(values) != "[one two three]" {
 		t.Fatalf("websocket watch from revision %s: values %v, want [one two three]", rev, values)
 	}
+}
+
+// gwWatchMessage is one message of the gateway's watch stream: a watch
+// response as JSON, or an error.
+type gwWatchMessage struct {
+	Result struct {
+		Created bool
+		Events  []struct {
+			KV struct{ Value string } `json:"kv"`
+		}
+	}
+	Error any
+}
+
+// values fails the test on an error message and returns the values of the
+// events, decoded from base64.
+func (m gwWatchMessage) values(t *testing.T) []string {
+	t.Helper()
+	if m.Error != nil {
+		t.Fatalf("watch stream: error %v", m.Error)
+	}
+	var out []string
+	for _, ev := range m.Result.Events {
+		v, err := base64.StdEncoding.DecodeString(ev.KV.Value)
+		if err != nil {
+			t.Fatalf("watch stream: value %q: %v", ev.KV.Value, err)
+		}
+		out = append(out, string(v))
+	}
+	return out
 }
