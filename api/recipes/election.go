@@ -76,28 +76,22 @@ func (e electionServer) Resign(ctx context.Context, r *v3electionpb.ResignReques
 	return &v3electionpb.ResignResponse{Header: resp.Header}, nil
 }
 
-// leader reads the current leader's key, nil if there is none.
-func (e electionServer) leader(ctx context.Context, name []byte) (*clientv3.GetResponse, *mvccpb.KeyValue, error) {
-	resp, err := e.s.cli.Get(ctx, prefix(name), clientv3.WithFirstCreate()...)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(resp.Kvs) == 0 {
-		return resp, nil, nil
-	}
-	return resp, resp.Kvs[0], nil
+// leader reads the current leader's key: the first of resp.Kvs, which is
+// empty when nobody leads.
+func (e electionServer) leader(ctx context.Context, name []byte) (*clientv3.GetResponse, error) {
+	return e.s.cli.Get(ctx, prefix(name), clientv3.WithFirstCreate()...)
 }
 
 // Leader returns the current leader's key and value.
 func (e electionServer) Leader(ctx context.Context, r *v3electionpb.LeaderRequest) (*v3electionpb.LeaderResponse, error) {
-	resp, kv, err := e.leader(ctx, r.Name)
+	resp, err := e.leader(ctx, r.Name)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if kv == nil {
+	if len(resp.Kvs) == 0 {
 		return nil, errNoLeader
 	}
-	return &v3electionpb.LeaderResponse{Header: resp.Header, Kv: kv}, nil
+	return &v3electionpb.LeaderResponse{Header: resp.Header, Kv: resp.Kvs[0]}, nil
 }
 
 // Observe streams the leader's key and value: at once if there is a
@@ -106,16 +100,17 @@ func (e electionServer) Leader(ctx context.Context, r *v3electionpb.LeaderReques
 func (e electionServer) Observe(r *v3electionpb.LeaderRequest, stream v3electionpb.Election_ObserveServer) error {
 	ctx := stream.Context()
 	for {
-		resp, kv, err := e.leader(ctx, r.Name)
+		resp, err := e.leader(ctx, r.Name)
 		if err != nil {
 			return toStatus(err)
 		}
-		hdr := resp.Header
-		if kv == nil {
-			// Nobody leads: the first key put under the name does.
-			if hdr, kv, err = e.firstPut(ctx, r.Name, resp.Header.Revision+1); err != nil {
-				return toStatus(err)
-			}
+		var hdr *pb.ResponseHeader
+		var kv *mvccpb.KeyValue
+		if len(resp.Kvs) > 0 {
+			hdr, kv = resp.Header, resp.Kvs[0]
+		} else if hdr, kv, err = e.firstPut(ctx, r.Name, resp.Header.Revision+1); err != nil {
+			// Nobody leads: the first key put under the name will.
+			return toStatus(err)
 		}
 		if err := stream.Send(&v3electionpb.LeaderResponse{Header: hdr, Kv: kv}); err != nil {
 			return err

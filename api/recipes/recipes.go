@@ -24,6 +24,9 @@ type Services struct {
 // New returns the services, calling the gRPC API at target (host:port of
 // this member's client port). The connection is made on first use.
 func New(target string) (*Services, error) {
+	// The client's own log is left out: it warns of every error it
+	// returns (a lock on an unknown lease, an election without a leader),
+	// which are the callers' answers, not the member's trouble.
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{target}, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, fmt.Errorf("recipes: client of %s: %w", target, err)
