@@ -121,6 +121,10 @@ type Node struct {
 	lead atomic.Uint64
 	role atomic.Int32
 	term atomic.Uint64
+	// leaderChanges counts the leaders this member has seen, as etcd's
+	// etcd_server_leader_changes_seen_total: a change to no leader is not
+	// one.
+	leaderChanges atomic.Uint64
 
 	// handed is the last index handed to the apply side, written by the
 	// Node goroutine only. The apply side may apply an entry before raft
@@ -213,6 +217,9 @@ func (n *Node) handleReady(rd *raft.Ready) (err error) {
 		n.role.Store(int32(rd.RaftState))
 		if old := n.lead.Swap(rd.Lead); old != rd.Lead {
 			n.lg.Info("leader changed", zap.Uint64("from", old), zap.Uint64("to", rd.Lead))
+			if rd.Lead != raft.None {
+				n.leaderChanges.Add(1)
+			}
 			n.leaderMu.Lock()
 			close(n.leaderChanged)
 			n.leaderChanged = make(chan struct{})
@@ -399,6 +406,9 @@ func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 
 // Leader is the current leader's id, 0 when none is known.
 func (n *Node) Leader() uint64 { return n.lead.Load() }
+
+// LeaderChanges is how many times this member has seen a new leader.
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
 
 // Term is the raft term as of the last Ready.
 func (n *Node) Term() uint64 { return n.term.Load() }

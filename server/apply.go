@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/metcd/metcd/consensus"
 	"github.com/metcd/metcd/internal/pipe"
@@ -138,9 +139,11 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		return err
 	}
 	if last > applied {
+		start := time.Now()
 		if err := s.mv.Commit(func() error { return txn.Commit(last, false) }); err != nil {
 			return err
 		}
+		s.metrics.commitDuration.Observe(time.Since(start).Seconds())
 	} else {
 		txn.Abort()
 	}

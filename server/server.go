@@ -93,6 +93,9 @@ type Server struct {
 	// peerClient forwards requests to the leader's peer port.
 	peerClient *http.Client
 
+	// metrics are the counters behind Collector (metrics.go).
+	metrics serverMetrics
+
 	// Linearizable read batching; see read.go.
 	readMu    sync.Mutex
 	readNext  *readBatch
@@ -135,6 +138,7 @@ func Open(cfg Config) (*Server, error) {
 		stopc:         make(chan struct{}),
 		donec:         make(chan struct{}),
 		nodeReady:     make(chan struct{}),
+		metrics:       newServerMetrics(),
 	}
 	ok := false
 	defer func() {

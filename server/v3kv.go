@@ -24,6 +24,11 @@ const Version = "3.7.3"
 // read the same in etcdctl endpoint status.
 const StorageVersion = "3.7.0"
 
+// ClusterVersion is the cluster version metcd reports where etcd reports
+// its own (/version's etcdcluster; etcd_cluster_version gives its
+// major.minor). Every member of a metcd cluster runs one version.
+const ClusterVersion = "3.7.0"
+
 // defaultQuotaBytes is etcd's default --quota-backend-bytes.
 const defaultQuotaBytes = 2 << 30
 

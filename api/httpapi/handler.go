@@ -14,6 +14,7 @@ import (
 
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
@@ -56,8 +57,12 @@ type Options struct {
 	MaxRequestBytes int64
 	// EnablePprof serves /debug/pprof/.
 	EnablePprof bool
-	// Version is reported on /version.
+	// Version is metcd's build version, reported on /version beside the
+	// etcd versions metcd answers as.
 	Version string
+	// Metrics is what /metrics serves; nil serves Prometheus's default
+	// registry.
+	Metrics prometheus.Gatherer
 	// V3 serves the /v3/ paths (etcd's JSON gateway); nil answers them 404.
 	V3 http.Handler
 }
@@ -82,9 +87,20 @@ func NewHandler(b Backend, opts Options) *Handler {
 	})
 	h.mux.HandleFunc("DELETE /admin/members/{id}", h.removeMember)
 	h.mux.HandleFunc("GET /health", h.health)
-	h.mux.Handle("GET /metrics", promhttp.Handler())
+	if opts.Metrics != nil {
+		h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
+	} else {
+		h.mux.Handle("GET /metrics", promhttp.Handler())
+	}
 	h.mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"metcd": opts.Version})
+		// etcd's fields first: tools that probe etcd's version (to pick
+		// an API path, say) read them.
+		writeJSON(w, http.StatusOK, map[string]string{
+			"etcdserver":  server.Version,
+			"etcdcluster": server.ClusterVersion,
+			"storage":     server.StorageVersion,
+			"metcd":       opts.Version,
+		})
 	})
 	if opts.EnablePprof {
 		h.mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -19,14 +19,17 @@ import (
 	"syscall"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/metcd/metcd/api/gateway"
 	"github.com/metcd/metcd/api/grpcapi"
 	"github.com/metcd/metcd/api/httpapi"
 	"github.com/metcd/metcd/api/recipes"
+	"github.com/metcd/metcd/internal/metrics"
 	"github.com/metcd/metcd/server"
 	"github.com/metcd/metcd/storage/engines"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -196,17 +199,30 @@ func run(args []string) error {
 		return err
 	}
 	defer v3gw.Close()
+	// gRPC's request counts under the names etcd reports them
+	// (grpc_server_handled_total and the rest), as etcd's default
+	// --metrics=basic: no latency histogram.
+	grpcMetrics := grpcprom.NewServerMetrics()
+	reg, err := metrics.NewRegistry(srv.Collector(), grpcMetrics)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	api := httpapi.NewHandler(srv, httpapi.Options{
 		MaxRequestBytes: f.maxRequestBytes,
 		EnablePprof:     f.enablePprof,
 		Version:         version,
 		V3:              v3gw,
+		Metrics:         metrics.Gatherer(reg),
 	})
 	gs := grpcapi.NewServer(srv, grpcapi.Options{
 		MaxRequestBytes:     int(f.maxRequestBytes),
 		MaxTxnOps:           f.maxTxnOps,
 		LeaderCheckInterval: cfg.ElectionTimeout,
 		StorageVersion:      server.StorageVersion,
+		ServerOptions: []grpc.ServerOption{
+			grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor()),
+			grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor()),
+		},
 	})
 	// etcd's Lock and Election services run the concurrency recipes
 	// through this member's own client port.
@@ -216,6 +232,7 @@ func run(args []string) error {
 	}
 	defer rec.Close()
 	rec.Register(gs)
+	grpcMetrics.InitializeMetrics(gs)
 	mux := grpcapi.NewMux(ln, api, gs)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- mux.Serve() }()
