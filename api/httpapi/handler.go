@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -49,7 +48,7 @@ const MaxKeyBytes = kvstore.MaxKeyBytes
 
 // Reserved first path segments: a key cannot start with one of these
 // followed by '/' or end of path, since those paths are endpoints.
-var Reserved = []string{"admin", "v3", "metrics", "health", "debug", "version"}
+var Reserved = []string{"admin", "v3", "metrics", "health", "livez", "readyz", "debug", "version"}
 
 // Options tune the handler.
 type Options struct {
@@ -87,6 +86,7 @@ func NewHandler(b Backend, opts Options) *Handler {
 	})
 	h.mux.HandleFunc("DELETE /admin/members/{id}", h.removeMember)
 	h.mux.HandleFunc("GET /health", h.health)
+	h.handleProbes()
 	if opts.Metrics != nil {
 		h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
 	} else {
@@ -291,24 +291,6 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) members(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"members": h.b.Members()})
-}
-
-func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
-	st := h.b.MemberStatus()
-	if st.LeaderID == 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": "no leader"})
-		return
-	}
-	// As etcd's /health: a raised alarm makes the member unhealthy, unless
-	// the request excludes its type (?exclude=NOSPACE).
-	excluded := r.URL.Query()["exclude"]
-	for _, a := range st.Alarms {
-		if !slices.Contains(excluded, a) {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": "ALARM " + a})
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"health": "true"})
 }
 
 // writeError maps server errors to HTTP statuses; see README, "Failures".

@@ -28,6 +28,10 @@ type fakeBackend struct {
 	removeErr error
 	leader    uint64   // MemberStatus's leader (1 unless a test clears it)
 	alarms    []string // MemberStatus's raised alarm types
+	learner   bool     // whether member 1, this one, is a learner
+	// readErr, if set, is what GetKey returns for a linearizable (true)
+	// or serializable (false) read.
+	readErr map[bool]error
 }
 
 func newFake() *fakeBackend {
@@ -66,6 +70,9 @@ func (f *fakeBackend) GetKey(_ context.Context, k []byte, lin bool) ([]byte, int
 	if f.err != nil {
 		return nil, 0, f.err
 	}
+	if err := f.readErr[lin]; err != nil {
+		return nil, 0, err
+	}
 	v, ok := f.kv[string(k)]
 	if !ok {
 		return nil, f.rev, server.ErrKeyNotFound
@@ -88,7 +95,9 @@ func (f *fakeBackend) RemoveMember(_ context.Context, id uint64) error {
 	return f.removeErr
 }
 
-func (f *fakeBackend) Members() []server.Member { return nil }
+func (f *fakeBackend) Members() []server.Member {
+	return []server.Member{{ID: 1, IsLearner: f.learner}, {ID: 2}}
+}
 func (f *fakeBackend) MemberStatus() server.Status {
 	return server.Status{MemberID: 1, LeaderID: f.leader, Alarms: f.alarms}
 }
@@ -210,35 +219,89 @@ func TestRemoveRefusals(t *testing.T) {
 	}
 }
 
-// TestHealth checks /health as etcd answers it: unhealthy without a
-// leader or with an alarm raised, unless ?exclude= names the alarm's type.
+// TestHealth checks /health as etcd answers it: unhealthy with an alarm
+// raised (unless ?exclude= names its type), without a leader, or when a
+// read fails; ?serializable=true skips the leader and reads locally.
 func TestHealth(t *testing.T) {
 	for _, tc := range []struct {
-		leader uint64
-		alarms []string
-		query  string
-		code   int
-		body   string
+		leader  uint64
+		alarms  []string
+		readErr map[bool]error
+		query   string
+		code    int
+		body    string
+		lin     bool // the read the check made
 	}{
-		{1, nil, "", 200, `"health": "true"`},
-		{0, nil, "", 503, `"reason": "no leader"`},
-		{1, []string{"NOSPACE"}, "", 503, `"reason": "ALARM NOSPACE"`},
-		{1, []string{"NOSPACE"}, "?exclude=NOSPACE", 200, `"health": "true"`},
-		{1, []string{"NOSPACE", "CORRUPT"}, "?exclude=NOSPACE", 503, `"reason": "ALARM CORRUPT"`},
-		{1, []string{"NOSPACE", "CORRUPT"}, "?exclude=NOSPACE&exclude=CORRUPT", 200, `"health": "true"`},
+		{1, nil, nil, "", 200, `"health": "true"`, true},
+		{0, nil, nil, "", 503, `"reason": "RAFT NO LEADER"`, false},
+		{0, nil, nil, "?serializable=true", 200, `"health": "true"`, false},
+		{1, nil, map[bool]error{true: server.ErrReadTimeout}, "", 503, `"reason": "RANGE ERROR:` + server.ErrReadTimeout.Error(), true},
+		{0, nil, map[bool]error{true: server.ErrReadTimeout}, "?serializable=true", 200, `"health": "true"`, false},
+		{1, []string{"NOSPACE"}, nil, "", 503, `"reason": "ALARM NOSPACE"`, false},
+		{0, []string{"NOSPACE"}, nil, "", 503, `"reason": "ALARM NOSPACE"`, false}, // alarms first, as etcd
+		{1, []string{"NOSPACE"}, nil, "?exclude=NOSPACE", 200, `"health": "true"`, true},
+		{1, []string{"NOSPACE", "CORRUPT"}, nil, "?exclude=NOSPACE", 503, `"reason": "ALARM CORRUPT"`, false},
+		{1, []string{"NOSPACE", "CORRUPT"}, nil, "?exclude=NOSPACE&exclude=CORRUPT", 200, `"health": "true"`, true},
 	} {
 		f := newFake()
-		f.leader, f.alarms = tc.leader, tc.alarms
+		f.leader, f.alarms, f.readErr = tc.leader, tc.alarms, tc.readErr
 		code, body, _ := do(t, NewHandler(f, Options{}), "GET", "/health"+tc.query, "")
 		if code != tc.code || !strings.Contains(body, tc.body) {
-			t.Errorf("leader %d, alarms %v, /health%s: got %d %s, want %d with %s", tc.leader, tc.alarms, tc.query, code, body, tc.code, tc.body)
+			t.Errorf("leader %d, alarms %v, read errors %v, /health%s: got %d %s, want %d with %s", tc.leader, tc.alarms, tc.readErr, tc.query, code, body, tc.code, tc.body)
+		}
+		if code == 200 && f.lastLin != tc.lin {
+			t.Errorf("/health%s read linearizable=%v, want %v", tc.query, f.lastLin, tc.lin)
+		}
+	}
+}
+
+// TestProbes checks /livez and /readyz as etcd 3.7 answers them.
+func TestProbes(t *testing.T) {
+	const allReady = "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\nok\n"
+	for _, tc := range []struct {
+		name    string
+		setup   func(f *fakeBackend)
+		path    string
+		code    int
+		body    string // exact, or with want as a substring when contains
+		partial bool
+	}{
+		{"livez", nil, "/livez", 200, "ok\n", false},
+		{"livez verbose", nil, "/livez?verbose", 200, "[+]serializable_read ok\nok\n", false},
+		{"readyz", nil, "/readyz", 200, "ok\n", false},
+		{"readyz verbose", nil, "/readyz?verbose", 200, allReady, false},
+		{"one check", nil, "/readyz/non_learner?verbose", 200, "[+]non_learner ok\nok\n", false},
+		{"no quorum", func(f *fakeBackend) { f.readErr = map[bool]error{true: server.ErrNoLeader} }, "/readyz", 503,
+			"[+]data_corruption ok\n[+]serializable_read ok\n[-]linearizable_read failed: " + server.ErrNoLeader.Error() + "\n[+]non_learner ok\n", false},
+		{"no quorum, alive", func(f *fakeBackend) { f.readErr = map[bool]error{true: server.ErrNoLeader} }, "/livez", 200, "ok\n", false},
+		{"no quorum, excluded", func(f *fakeBackend) { f.readErr = map[bool]error{true: server.ErrNoLeader} }, "/readyz?exclude=linearizable_read&exclude=nonesuch", 200, "ok\n", false},
+		{"local read fails", func(f *fakeBackend) { f.readErr = map[bool]error{false: server.ErrStopped} }, "/livez", 503,
+			"[-]serializable_read failed: " + server.ErrStopped.Error() + "\n", false},
+		{"learner", func(f *fakeBackend) { f.learner = true }, "/readyz", 503, "[-]non_learner failed: not supported for learner", true},
+		{"learner is alive", func(f *fakeBackend) { f.learner = true }, "/livez", 200, "ok\n", false},
+		{"corrupt", func(f *fakeBackend) { f.alarms = []string{"CORRUPT"} }, "/readyz/data_corruption", 503, "[-]data_corruption failed: alarm activated: CORRUPT\n", false},
+		{"nospace is ready", func(f *fakeBackend) { f.alarms = []string{"NOSPACE"} }, "/readyz", 200, "ok\n", false},
+		{"unknown check", nil, "/readyz/nonesuch", 404, "", true},
+		{"not a GET", nil, "/readyz", 405, "", true},
+	} {
+		f := newFake()
+		if tc.setup != nil {
+			tc.setup(f)
+		}
+		method := "GET"
+		if tc.name == "not a GET" {
+			method = "POST"
+		}
+		code, body, _ := do(t, NewHandler(f, Options{}), method, tc.path, "")
+		if code != tc.code || (tc.partial && !strings.Contains(body, tc.body)) || (!tc.partial && body != tc.body) {
+			t.Errorf("%s: %s %s: got %d %q, want %d %q", tc.name, method, tc.path, code, body, tc.code, tc.body)
 		}
 	}
 }
 
 func TestAdminEndpoints(t *testing.T) {
 	h := NewHandler(newFake(), Options{Version: "test"})
-	for _, p := range []string{"/admin/status", "/admin/members", "/health", "/version", "/metrics"} {
+	for _, p := range []string{"/admin/status", "/admin/members", "/health", "/livez", "/readyz", "/version", "/metrics"} {
 		if code, body, _ := do(t, h, "GET", p, ""); code != 200 || body == "" {
 			t.Errorf("GET %s: %d %q", p, code, body)
 		}

@@ -287,7 +287,7 @@ func TestBadInput(t *testing.T) {
 	check("POST /abc", r, err, http.StatusBadRequest)
 
 	// reserved first path segments are not keys
-	for _, p := range []string{"/admin/x", "/v3/x", "/metrics", "/metrics/x", "/health", "/debug/x", "/version", "/version/x"} {
+	for _, p := range []string{"/admin/x", "/v3/x", "/metrics", "/metrics/x", "/health", "/livez", "/readyz/x", "/debug/x", "/version", "/version/x"} {
 		r, err := c.Do(0, http.MethodPut, p, []byte("v"))
 		if err != nil {
 			t.Errorf("PUT %s: %v", p, err)
