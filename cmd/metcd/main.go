@@ -203,7 +203,8 @@ func run(args []string) error {
 	// (grpc_server_handled_total and the rest), as etcd's default
 	// --metrics=basic: no latency histogram.
 	grpcMetrics := grpcprom.NewServerMetrics()
-	reg, err := metrics.NewRegistry(srv.Collector(), grpcMetrics)
+	clientBytes := &metrics.ClientBytes{}
+	reg, err := metrics.NewRegistry(srv.Collector(), grpcMetrics, clientBytes)
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -220,6 +221,7 @@ func run(args []string) error {
 		LeaderCheckInterval: cfg.ElectionTimeout,
 		StorageVersion:      server.StorageVersion,
 		ServerOptions: []grpc.ServerOption{
+			clientBytes.ServerOption(),
 			grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor()),
 			grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor()),
 		},

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,9 +35,29 @@ func NewRegistry(cs ...prometheus.Collector) (*prometheus.Registry, error) {
 }
 
 // Gatherer returns reg's metrics followed by the LibraryPrefixes families
-// of the default registry.
+// of the default registry, less any family reg has too: a member's own
+// figure wins over a library's of the same name, and /metrics never fails
+// for a family gathered twice.
 func Gatherer(reg prometheus.Gatherer) prometheus.Gatherer {
-	return prometheus.Gatherers{reg, Only(prometheus.DefaultGatherer, LibraryPrefixes...)}
+	lib := Only(prometheus.DefaultGatherer, LibraryPrefixes...)
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		own, err := reg.Gather()
+		if err != nil {
+			return own, err
+		}
+		names := make(map[string]bool, len(own))
+		for _, mf := range own {
+			names[mf.GetName()] = true
+		}
+		more, err := lib.Gather()
+		for _, mf := range more {
+			if !names[mf.GetName()] {
+				own = append(own, mf)
+			}
+		}
+		slices.SortFunc(own, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+		return own, err
+	})
 }
 
 // Only returns a gatherer of g's families whose names start with one of

@@ -112,6 +112,9 @@ func TestMetrics(t *testing.T) {
 		if i == 0 {
 			want("grpc_server_handled_total", func(v float64) bool { return v == puts },
 				`grpc_method="Put"`, `grpc_service="etcdserverpb.KV"`, `grpc_code="OK"`)
+			// Each put carries its key and value at least.
+			want("etcd_network_client_grpc_received_bytes_total", func(v float64) bool { return v >= float64(puts*len("m/0v")) })
+			want("etcd_network_client_grpc_sent_bytes_total", positive)
 		}
 		for _, absent := range []string{"etcd_mvcc_put_total", "etcd_debugging_lease_granted_total", "etcd_disk_backend_defrag_duration_seconds_count"} {
 			if _, found := metricValue(ms, absent); found {
