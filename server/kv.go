@@ -67,18 +67,7 @@ func (s *Server) GetKey(ctx context.Context, key []byte, linearizable bool) ([]b
 // report its result under id. Failures before raft took the entry are
 // definite (nothing was written); failures after it are reported as
 // unknown outcomes.
-func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Context) error) (_ result, err error) {
-	// A proposal that applied answers with its own result, even a refusal;
-	// one that timed out, lost its leader or found none failed (etcd's
-	// etcd_server_proposals_failed_total). Stopping is neither.
-	s.metrics.proposalsPending.Add(1)
-	applied := false
-	defer func() {
-		s.metrics.proposalsPending.Add(-1)
-		if err != nil && !applied && !errors.Is(err, ErrStopped) {
-			s.metrics.proposalsFailed.Add(1)
-		}
-	}()
+func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Context) error) (result, error) {
 	deadline := time.Now().Add(s.cfg.RequestTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -119,7 +108,6 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 			if x == nil {
 				return result{}, ErrStopped
 			}
-			applied = true
 			r := x.(result)
 			return r, r.err
 		case <-pctx.Done():

@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"time"
+
+	"github.com/metcd/metcd/mvcc"
+	"github.com/metcd/metcd/storage"
 )
 
 // readBatch is one ReadIndex round shared by every linearizable read that
@@ -164,4 +167,21 @@ func (s *Server) waitApplied(idx uint64, deadline time.Time) error {
 	case <-s.stopc:
 		return ErrStopped
 	}
+}
+
+// ReadCheck reports whether this member can serve a read: a linearizable
+// one first waits for a ReadIndex round, as a read does. It is the read of
+// the health checks, which etcd makes below its learner refusal, so a
+// learner is checked like any member (a learner's ReadIndex is served by
+// the leader).
+func (s *Server) ReadCheck(ctx context.Context, linearizable bool) error {
+	if linearizable {
+		if err := s.LinearizableRead(ctx); err != nil {
+			return err
+		}
+	}
+	return s.readEngine(func(r storage.Reader) error {
+		_, err := mvcc.Keys(r)
+		return err
+	})
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -247,10 +248,26 @@ func (s *Server) proposeAny(ctx context.Context, r *pb.InternalRaftRequest, limi
 	if limit > 0 && len(data) > limit {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
+	// Counted as etcd counts its requests' proposals (membership changes
+	// are not): pending once raft has taken the entry, until it applies or
+	// the wait ends; failed when it did not apply (a timeout, a lost or
+	// missing leader). An entry that applied and was refused did not
+	// fail; stopping is neither.
+	taken := false
 	res, err := s.propose(ctx, r.ID, func(pctx context.Context) error {
-		return s.node.Propose(pctx, data)
+		err := s.node.Propose(pctx, data)
+		if taken = err == nil; taken {
+			s.metrics.proposalsPending.Add(1)
+		}
+		return err
 	})
+	if taken {
+		s.metrics.proposalsPending.Add(-1)
+	}
 	if err != nil {
+		if res.err == nil && !errors.Is(err, ErrStopped) {
+			s.metrics.proposalsFailed.Add(1)
+		}
 		return nil, err
 	}
 	return res.resp, nil

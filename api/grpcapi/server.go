@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"context"
 	"math"
+	"slices"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -74,8 +75,16 @@ type Options struct {
 	// negative value, none.
 	StreamWorkers int
 	// ServerOptions are appended to the server's own (credentials, stats
-	// handlers, interceptors).
+	// handlers, a codec). Interceptors given here run inside the server's
+	// own; use UnaryInterceptors and StreamInterceptors for ones that must
+	// see every request.
 	ServerOptions []grpc.ServerOption
+	// UnaryInterceptors and StreamInterceptors run outside the server's
+	// own, in order, so that they see the requests the server refuses
+	// before its handlers (a request that requires a leader when there is
+	// none), as etcd's metrics interceptors do.
+	UnaryInterceptors  []grpc.UnaryServerInterceptor
+	StreamInterceptors []grpc.StreamServerInterceptor
 }
 
 func (o Options) withDefaults() Options {
@@ -116,8 +125,8 @@ func NewServer(b Backend, opts Options) *grpc.Server {
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
-		grpc.ChainUnaryInterceptor(lg.unary),
-		grpc.ChainStreamInterceptor(lg.stream),
+		grpc.ChainUnaryInterceptor(append(slices.Clip(opts.UnaryInterceptors), lg.unary)...),
+		grpc.ChainStreamInterceptor(append(slices.Clip(opts.StreamInterceptors), lg.stream)...),
 	}
 	if opts.StreamWorkers > 0 {
 		gopts = append(gopts, grpc.NumStreamWorkers(uint32(opts.StreamWorkers)))

@@ -31,6 +31,9 @@ type Backend interface {
 	RemoveMember(ctx context.Context, id uint64) error
 	Members() []server.Member
 	MemberStatus() server.Status
+	// ReadCheck answers whether the member can serve a read (linearizable:
+	// after a ReadIndex round), for the health checks.
+	ReadCheck(ctx context.Context, linearizable bool) error
 }
 
 // RevisionHeader carries the MVCC revision of a key response: the
@@ -93,14 +96,14 @@ func NewHandler(b Backend, opts Options) *Handler {
 		h.mux.Handle("GET /metrics", promhttp.Handler())
 	}
 	h.mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
-		// etcd's fields first: tools that probe etcd's version (to pick
-		// an API path, say) read them.
-		writeJSON(w, http.StatusOK, map[string]string{
-			"etcdserver":  server.Version,
-			"etcdcluster": server.ClusterVersion,
-			"storage":     server.StorageVersion,
-			"metcd":       opts.Version,
-		})
+		// etcd's body, compact and in its order, then metcd's own field:
+		// tools probe etcd's version (to pick an API path, say).
+		writeCompactJSON(w, http.StatusOK, struct {
+			Server  string `json:"etcdserver"`
+			Cluster string `json:"etcdcluster"`
+			Storage string `json:"storage"`
+			Metcd   string `json:"metcd"`
+		}{server.Version, server.ClusterVersion, server.StorageVersion, opts.Version})
 	})
 	if opts.EnablePprof {
 		h.mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -341,6 +344,19 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	fmt.Fprintln(w, msg)
+}
+
+// writeCompactJSON writes v on one line, as etcd writes /health and
+// /version, for scripts that grep them.
+func writeCompactJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(b)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -29,8 +29,8 @@ type fakeBackend struct {
 	leader    uint64   // MemberStatus's leader (1 unless a test clears it)
 	alarms    []string // MemberStatus's raised alarm types
 	learner   bool     // whether member 1, this one, is a learner
-	// readErr, if set, is what GetKey returns for a linearizable (true)
-	// or serializable (false) read.
+	// readErr, if set, is what ReadCheck returns for a linearizable
+	// (true) or serializable (false) read.
 	readErr map[bool]error
 }
 
@@ -63,15 +63,19 @@ func (f *fakeBackend) DeleteKey(_ context.Context, k []byte) (int64, error) {
 	return f.rev, nil
 }
 
+func (f *fakeBackend) ReadCheck(_ context.Context, lin bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastLin = lin
+	return f.readErr[lin]
+}
+
 func (f *fakeBackend) GetKey(_ context.Context, k []byte, lin bool) ([]byte, int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastLin = lin
 	if f.err != nil {
 		return nil, 0, f.err
-	}
-	if err := f.readErr[lin]; err != nil {
-		return nil, 0, err
 	}
 	v, ok := f.kv[string(k)]
 	if !ok {
@@ -232,16 +236,16 @@ func TestHealth(t *testing.T) {
 		body    string
 		lin     bool // the read the check made
 	}{
-		{1, nil, nil, "", 200, `"health": "true"`, true},
-		{0, nil, nil, "", 503, `"reason": "RAFT NO LEADER"`, false},
-		{0, nil, nil, "?serializable=true", 200, `"health": "true"`, false},
-		{1, nil, map[bool]error{true: server.ErrReadTimeout}, "", 503, `"reason": "RANGE ERROR:` + server.ErrReadTimeout.Error(), true},
-		{0, nil, map[bool]error{true: server.ErrReadTimeout}, "?serializable=true", 200, `"health": "true"`, false},
-		{1, []string{"NOSPACE"}, nil, "", 503, `"reason": "ALARM NOSPACE"`, false},
-		{0, []string{"NOSPACE"}, nil, "", 503, `"reason": "ALARM NOSPACE"`, false}, // alarms first, as etcd
-		{1, []string{"NOSPACE"}, nil, "?exclude=NOSPACE", 200, `"health": "true"`, true},
-		{1, []string{"NOSPACE", "CORRUPT"}, nil, "?exclude=NOSPACE", 503, `"reason": "ALARM CORRUPT"`, false},
-		{1, []string{"NOSPACE", "CORRUPT"}, nil, "?exclude=NOSPACE&exclude=CORRUPT", 200, `"health": "true"`, true},
+		{1, nil, nil, "", 200, `{"health":"true","reason":""}`, true},
+		{0, nil, nil, "", 503, `{"health":"false","reason":"RAFT NO LEADER"}`, false},
+		{0, nil, nil, "?serializable=true", 200, `{"health":"true","reason":""}`, false},
+		{1, nil, map[bool]error{true: server.ErrReadTimeout}, "", 503, `{"health":"false","reason":"RANGE ERROR:` + server.ErrReadTimeout.Error(), true},
+		{0, nil, map[bool]error{true: server.ErrReadTimeout}, "?serializable=true", 200, `{"health":"true","reason":""}`, false},
+		{1, []string{"NOSPACE"}, nil, "", 503, `{"health":"false","reason":"ALARM NOSPACE"}`, false},
+		{0, []string{"NOSPACE"}, nil, "", 503, `{"health":"false","reason":"ALARM NOSPACE"}`, false}, // alarms first, as etcd
+		{1, []string{"NOSPACE"}, nil, "?exclude=NOSPACE", 200, `{"health":"true","reason":""}`, true},
+		{1, []string{"NOSPACE", "CORRUPT"}, nil, "?exclude=NOSPACE", 503, `{"health":"false","reason":"ALARM CORRUPT"}`, false},
+		{1, []string{"NOSPACE", "CORRUPT"}, nil, "?exclude=NOSPACE&exclude=CORRUPT", 200, `{"health":"true","reason":""}`, true},
 	} {
 		f := newFake()
 		f.leader, f.alarms, f.readErr = tc.leader, tc.alarms, tc.readErr
@@ -305,6 +309,10 @@ func TestAdminEndpoints(t *testing.T) {
 		if code, body, _ := do(t, h, "GET", p, ""); code != 200 || body == "" {
 			t.Errorf("GET %s: %d %q", p, code, body)
 		}
+	}
+	// etcd 3.7.3's body, then metcd's field.
+	if _, body, _ := do(t, h, "GET", "/version", ""); body != `{"etcdserver":"3.7.3","etcdcluster":"3.7.0","storage":"3.7.0","metcd":"test"}` {
+		t.Errorf("GET /version: %s", body)
 	}
 	if code, _, _ := do(t, h, "GET", "/debug/pprof/", ""); code != 404 {
 		t.Errorf("pprof without --enable-pprof: %d, want 404", code)

@@ -7,21 +7,12 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-
-	"github.com/metcd/metcd/server"
 )
 
-// healthKey is the key the health checks read. Only whether the read
-// answers matters, so a missing key is a healthy answer.
-var healthKey = []byte("health")
-
-// readCheck reads healthKey, linearizably or from this member's state.
+// readCheck asks the member to serve a read, linearizable or from its own
+// state.
 func (h *Handler) readCheck(ctx context.Context, linearizable bool) error {
-	_, _, err := h.b.GetKey(ctx, healthKey, linearizable)
-	if errors.Is(err, server.ErrKeyNotFound) {
-		return nil
-	}
-	return err
+	return h.b.ReadCheck(ctx, linearizable)
 }
 
 // health serves /health as etcd does: unhealthy with a raised alarm
@@ -32,8 +23,13 @@ func (h *Handler) readCheck(ctx context.Context, linearizable bool) error {
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	serializable := q.Get("serializable") == "true"
+	// etcd's body, byte for byte: {"health":"true","reason":""}.
+	type body struct {
+		Health string `json:"health"`
+		Reason string `json:"reason"`
+	}
 	unhealthy := func(reason string) {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": reason})
+		writeCompactJSON(w, http.StatusServiceUnavailable, body{"false", reason})
 	}
 	st := h.b.MemberStatus()
 	for _, a := range st.Alarms {
@@ -50,7 +46,7 @@ func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 		unhealthy("RANGE ERROR:" + err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"health": "true", "reason": ""})
+	writeCompactJSON(w, http.StatusOK, body{"true", ""})
 }
 
 // probeCheck is one named check of /livez or /readyz.

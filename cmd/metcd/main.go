@@ -220,11 +220,9 @@ func run(args []string) error {
 		MaxTxnOps:           f.maxTxnOps,
 		LeaderCheckInterval: cfg.ElectionTimeout,
 		StorageVersion:      server.StorageVersion,
-		ServerOptions: []grpc.ServerOption{
-			clientBytes.ServerOption(),
-			grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor()),
-			grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor()),
-		},
+		ServerOptions:       []grpc.ServerOption{clientBytes.ServerOption()},
+		UnaryInterceptors:   []grpc.UnaryServerInterceptor{grpcMetrics.UnaryServerInterceptor()},
+		StreamInterceptors:  []grpc.StreamServerInterceptor{grpcMetrics.StreamServerInterceptor()},
 	})
 	// etcd's Lock and Election services run the concurrency recipes
 	// through this member's own client port.
