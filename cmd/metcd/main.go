@@ -66,6 +66,7 @@ type flags struct {
 	requestTimeout  time.Duration
 	readCacheKeys   int
 	enablePprof     bool
+	metrics         string
 	name            string
 	maxTxnOps       int
 	quotaBytes      int64
@@ -95,6 +96,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "how long a write may wait to be committed before its outcome is reported unknown (0: as etcd, 5s plus two election timeouts)")
 	fs.IntVar(&f.readCacheKeys, "read-cache-keys", 0, "keys whose current record a disk engine's apply path keeps in memory, 70-120 bytes each with short keys (0: 1048576); a put of a key outside it reads the engine. While all the keys fit, it holds them all, read in the background at start-up")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go profiles at /debug/pprof/ on the client port")
+	fs.StringVar(&f.metrics, "metrics", "basic", "detail of /metrics, as etcd's flag: basic, or extensive to add gRPC's latency histogram (grpc_server_handling_seconds)")
 	fs.StringVar(&f.listenPeer, "listen-peer-addr", "", "host:port the peer listener binds (default: the host:port of this member's URL in --cluster); for members reached through a proxy or NAT")
 	fs.StringVar(&f.name, "name", "", "member name shown by member list (default metcd-<id>)")
 	fs.IntVar(&f.maxTxnOps, "max-txn-ops", 128, "most operations in one etcd v3 transaction")
@@ -117,6 +119,9 @@ func parseFlags(args []string) (*flags, error) {
 	}
 	if f.maxTxnOps <= 0 {
 		return nil, errors.New("--max-txn-ops must be positive")
+	}
+	if f.metrics != "basic" && f.metrics != "extensive" {
+		return nil, fmt.Errorf("--metrics %q: want basic or extensive", f.metrics)
 	}
 	return f, nil
 }
@@ -200,9 +205,13 @@ func run(args []string) error {
 	}
 	defer v3gw.Close()
 	// gRPC's request counts under the names etcd reports them
-	// (grpc_server_handled_total and the rest), as etcd's default
-	// --metrics=basic: no latency histogram.
-	grpcMetrics := grpcprom.NewServerMetrics()
+	// (grpc_server_handled_total and the rest); with --metrics=extensive,
+	// as in etcd, their latency histogram too.
+	var gmopts []grpcprom.ServerMetricsOption
+	if f.metrics == "extensive" {
+		gmopts = append(gmopts, grpcprom.WithServerHandlingTimeHistogram())
+	}
+	grpcMetrics := grpcprom.NewServerMetrics(gmopts...)
 	clientBytes := &metrics.ClientBytes{}
 	reg, err := metrics.NewRegistry(srv.Collector(), grpcMetrics, clientBytes)
 	if err != nil {

@@ -116,7 +116,8 @@ func TestMetrics(t *testing.T) {
 			want("etcd_network_client_grpc_received_bytes_total", func(v float64) bool { return v >= float64(puts*len("m/0v")) })
 			want("etcd_network_client_grpc_sent_bytes_total", positive)
 		}
-		for _, absent := range []string{"etcd_mvcc_put_total", "etcd_debugging_lease_granted_total", "etcd_disk_backend_defrag_duration_seconds_count"} {
+		for _, absent := range []string{"etcd_mvcc_put_total", "etcd_debugging_lease_granted_total", "etcd_disk_backend_defrag_duration_seconds_count",
+			"grpc_server_handling_seconds_count"} { // only with --metrics=extensive, as etcd
 			if _, found := metricValue(ms, absent); found {
 				t.Errorf("member %d serves %s, which metcd does not drive", i, absent)
 			}
@@ -133,5 +134,20 @@ func TestMetrics(t *testing.T) {
 	}
 	if v["etcdserver"] != "3.7.3" || v["etcdcluster"] != "3.7.0" || v["storage"] != "3.7.0" || v["metcd"] == "" {
 		t.Errorf("/version = %v, want etcd 3.7.3's fields and metcd's", v)
+	}
+}
+
+// TestMetricsExtensive: --metrics=extensive adds gRPC's latency histogram,
+// as etcd's flag does, which etcd's slow-gRPC alert reads.
+func TestMetricsExtensive(t *testing.T) {
+	c := NewV3Cluster(t, Options{Size: 1, Extra: []string{"--metrics", "extensive"}})
+	cli := newV3ClientCfg(t, clientv3.Config{Endpoints: c.V3Endpoints(0)})
+	mustV3Put(t, cli, "m", "v")
+	ms := c.scrapeMetrics(0)
+	if v, found := metricValue(ms, "grpc_server_handling_seconds_count", `grpc_method="Put"`); !found || v != 1 {
+		t.Errorf("grpc_server_handling_seconds_count{grpc_method=\"Put\"} = %v (found %v), want 1", v, found)
+	}
+	if v, found := metricValue(ms, "grpc_server_handling_seconds_bucket", `grpc_method="Put"`, `le="+Inf"`); !found || v != 1 {
+		t.Errorf("grpc_server_handling_seconds_bucket{grpc_method=\"Put\",le=\"+Inf\"} = %v (found %v), want 1", v, found)
 	}
 }
