@@ -8,9 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/raft/v3"
-
-	"github.com/metcd/metcd/mvcc"
-	"github.com/metcd/metcd/storage"
 )
 
 // serverMetrics are what the member counts for Collector; everything else
@@ -110,11 +107,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descClusterVer, 1, clusterVersion())
 	gauge(descDBSize, float64(s.engineSize()))
 	gauge(descDBInUse, float64(s.engineInUse()))
-	var keys int64
-	if err := s.readEngine(func(r storage.Reader) (err error) {
-		keys, err = mvcc.Keys(r)
-		return err
-	}); err == nil {
+	if keys, err := s.keyCount(); err == nil {
 		gauge(descKeys, float64(keys))
 	}
 	gauge(descRevision, float64(s.mv.CommittedRev()))

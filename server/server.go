@@ -779,11 +779,8 @@ func (s *Server) MemberStatus() Status {
 		SnapshotIndex: s.node.SnapshotIndex(),
 		Engine:        s.cfg.Engine.Name,
 	}
-	_ = s.readEngine(func(r storage.Reader) (err error) {
-		st.Keys, err = mvcc.Keys(r)
-		st.Revision = s.mv.CommittedRev()
-		return err
-	})
+	st.Keys, _ = s.keyCount()
+	st.Revision = s.mv.CommittedRev()
 	if es, err := s.store.Stats(); err == nil {
 		st.DataSizeBytes = es.DiskBytes
 	}

@@ -49,6 +49,15 @@ func (s *Server) readEngine(fn func(r storage.Reader) error) error {
 	return s.store.Read(func(eng storage.Engine) error { return fn(eng) })
 }
 
+// keyCount is the number of live keys, as the engine holds it.
+func (s *Server) keyCount() (n int64, err error) {
+	err = s.readEngine(func(r storage.Reader) (err error) {
+		n, err = mvcc.Keys(r)
+		return err
+	})
+	return n, err
+}
+
 // reloadState re-reads everything from the engine after a snapshot was
 // installed into a new one.
 func (s *Server) reloadState() error {

@@ -1,19 +1,12 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 )
-
-// readCheck asks the member to serve a read, linearizable or from its own
-// state.
-func (h *Handler) readCheck(ctx context.Context, linearizable bool) error {
-	return h.b.ReadCheck(ctx, linearizable)
-}
 
 // health serves /health as etcd does: unhealthy with a raised alarm
 // (unless ?exclude= names its type), without a leader, or when a read
@@ -42,7 +35,7 @@ func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 		unhealthy("RAFT NO LEADER")
 		return
 	}
-	if err := h.readCheck(r.Context(), !serializable); err != nil {
+	if err := h.b.ReadCheck(r.Context(), !serializable); err != nil {
 		unhealthy("RANGE ERROR:" + err.Error())
 		return
 	}
@@ -59,7 +52,7 @@ type probeCheck struct {
 // order (etcd lists them in map order).
 var (
 	livezChecks = []probeCheck{
-		{"serializable_read", func(h *Handler, r *http.Request) error { return h.readCheck(r.Context(), false) }},
+		{"serializable_read", func(h *Handler, r *http.Request) error { return h.b.ReadCheck(r.Context(), false) }},
 	}
 	readyzChecks = []probeCheck{
 		{"data_corruption", func(h *Handler, r *http.Request) error {
@@ -69,7 +62,7 @@ var (
 			return nil
 		}},
 		livezChecks[0],
-		{"linearizable_read", func(h *Handler, r *http.Request) error { return h.readCheck(r.Context(), true) }},
+		{"linearizable_read", func(h *Handler, r *http.Request) error { return h.b.ReadCheck(r.Context(), true) }},
 		{"non_learner", func(h *Handler, r *http.Request) error {
 			id := h.b.MemberStatus().MemberID
 			for _, m := range h.b.Members() {
