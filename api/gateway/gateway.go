@@ -48,6 +48,7 @@ func New(target string, lg *zap.Logger) (*Gateway, error) {
 		gw.RegisterLeaseHandler,
 		gw.RegisterClusterHandler,
 		gw.RegisterMaintenanceHandler,
+		gw.RegisterAuthHandler,
 		lockgw.RegisterLockHandler,
 		electiongw.RegisterElectionHandler,
 	} {

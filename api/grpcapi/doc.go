@@ -1,5 +1,5 @@
 // Package grpcapi is metcd's etcd v3 gRPC API: the KV, Watch, Lease,
-// Cluster and Maintenance services of go.etcd.io/etcd/api/v3/etcdserverpb,
+// Cluster, Maintenance and (disabled) Auth services of go.etcd.io/etcd/api/v3/etcdserverpb,
 // plus the standard gRPC health service, over a small Backend interface
 // (server.Server implements it). clientv3 and etcdctl talk to it as to an
 // etcd v3.7 member. Serve (or Mux) puts it on the client port next to the
@@ -26,6 +26,10 @@
 //     TimeToLive and TTL 0 to a keepalive, not an error, as in etcd.
 //   - cluster.go, maintenance.go: pass-through. Snapshot streams
 //     Backend.Backup in etcd's framing.
+//   - auth.go (v3rpc/auth.go): the Auth service of an etcd with auth
+//     disabled and no users or roles, metcd's permanent state, so that
+//     clients configured with a user name connect as they do to such an
+//     etcd.
 //   - errors.go (v3rpc/util.go togRPCError): one table from metcd's and
 //     etcd's sentinels to rpctypes.ErrGRPC* errors, whose messages
 //     clientv3 matches exactly.
@@ -36,8 +40,9 @@
 //
 // # Differences from etcd
 //
-//   - No Auth service and no auth checks; no Election or Lock services;
-//     Downgrade answers Unimplemented; no request metrics or logging.
+//   - No auth: AuthEnable, UserAdd and RoleAdd answer Unimplemented.
+//     Downgrade answers Unimplemented. The Lock and Election services
+//     are package recipes'; request metrics are the caller's interceptors.
 //   - The "hasleader" streams are watched per stream, not by one loop.
 //   - A created response's header revision is Backend.Header's, read just
 //     after the watcher is made (etcd also reads it after, from its store).

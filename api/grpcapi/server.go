@@ -150,6 +150,7 @@ func NewServer(b Backend, opts Options) *grpc.Server {
 	pb.RegisterLeaseServer(gs, &leaseServer{b: b})
 	pb.RegisterClusterServer(gs, &clusterServer{b: b})
 	pb.RegisterMaintenanceServer(gs, &maintenanceServer{b: b, storageVersion: opts.StorageVersion})
+	pb.RegisterAuthServer(gs, &authServer{b: b})
 	healthpb.RegisterHealthServer(gs, health.NewServer())
 	return gs
 }

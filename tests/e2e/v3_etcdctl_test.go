@@ -173,6 +173,26 @@ func TestV3Etcdctl(t *testing.T) {
 		e.expect("", "get", "ctl/t")
 	})
 
+	// As against an etcd with auth disabled: a user name is accepted
+	// and ignored, and the auth commands say there is no auth.
+	t.Run("AuthDisabled", func(t *testing.T) {
+		c := c.For(t)
+		e := &etcdctl{t: t, bin: bin, c: c}
+		e.expect("OK\n", "--user", "root:secret", "put", "ctl/auth", "v")
+		e.expect("v\n", "--user", "root:secret", "get", "ctl/auth", "--print-value-only")
+		e.expect("Authentication Status: false\nAuthRevision: 1\n", "auth", "status")
+		e.expect("Authentication Disabled\n", "auth", "disable")
+		e.expect("", "user", "list")
+		e.expect("", "role", "list")
+		if _, errs, err := e.run(nil, "", "user", "get", "bob"); err == nil || !strings.Contains(errs, "etcdserver: user name not found") {
+			t.Errorf("user get of an unknown user: %v, stderr %q; want etcd's user name not found", err, errs)
+		}
+		if _, errs, err := e.run(nil, "", "auth", "enable"); err == nil || !strings.Contains(errs, "auth is not supported") {
+			t.Errorf("auth enable: %v, stderr %q; want a refusal saying auth is not supported", err, errs)
+		}
+		e.expect("1\n", "--user", "root:secret", "del", "ctl/auth")
+	})
+
 	t.Run("Watch", func(t *testing.T) {
 		c := c.For(t)
 		rev := mustV3Get(t, cli, "ctl/w").Header.Revision

@@ -17,7 +17,8 @@ import (
 
 // TestV3Gateway drives etcd's JSON gateway (POST /v3/...) on the client
 // port, as curl users of etcd do: put through a follower, range, txn,
-// lease grant, member list, status, a watch stream from a past revision,
+// lease grant, member list, status, auth status and authenticate (auth
+// disabled), a watch stream from a past revision,
 // and etcd's error bodies ({"code":3,...} for an empty key). The curl key
 // API and the gateway read the same store.
 func TestV3Gateway(t *testing.T) {
@@ -79,6 +80,16 @@ func TestV3Gateway(t *testing.T) {
 	code, st := post(follower, "/v3/maintenance/status", map[string]any{})
 	if code != http.StatusOK || st["version"] != "3.7.3" || st["leader"] != strconv.FormatUint(c.Members[li].ID, 10) {
 		t.Fatalf("status: %d %v", code, st)
+	}
+
+	// Auth as an etcd with auth disabled answers it.
+	code, as := post(follower, "/v3/auth/status", map[string]any{})
+	if code != http.StatusOK || as["enabled"] != nil || as["authRevision"] != "1" {
+		t.Fatalf("auth status: %d %v, want 200, not enabled, auth revision 1", code, as)
+	}
+	code, au := post(li, "/v3/auth/authenticate", map[string]string{"name": "root", "password": "x"})
+	if code != http.StatusBadRequest || au["code"] != float64(9) || au["message"] != "etcdserver: authentication is not enabled" {
+		t.Fatalf("authenticate: %d %v, want 400 with code 9 (FailedPrecondition) and etcd's message", code, au)
 	}
 
 	// A watch from the first put's revision streams both versions of the
