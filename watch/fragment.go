@@ -11,13 +11,13 @@ import (
 const eventsField = 11
 
 // Fragments splits resp, for a watcher that asked for fragment, into
-// responses of at most maxBytes encoded bytes each, as etcd's watch stream
-// does: a response that fits, or that has fewer than two events, is
-// returned alone; otherwise every part but the last has Fragment set, and
+// responses of fewer than maxBytes encoded bytes each, as etcd's watch
+// stream does (its limit is exclusive): a response below it, or that has
+// fewer than two events, is returned alone; otherwise every part but the last has Fragment set, and
 // each part holds at least one event (an event larger than maxBytes goes
 // alone). The parts share resp's header and events.
 func Fragments(resp *pb.WatchResponse, maxBytes int) []*pb.WatchResponse {
-	if len(resp.Events) < 2 || proto.Size(resp) <= maxBytes {
+	if len(resp.Events) < 2 || proto.Size(resp) < maxBytes {
 		return []*pb.WatchResponse{resp}
 	}
 	part := func(evs []*mvccpb.Event, more bool) *pb.WatchResponse {
@@ -39,7 +39,7 @@ func Fragments(resp *pb.WatchResponse, maxBytes int) []*pb.WatchResponse {
 	start, size := 0, base
 	for i, ev := range resp.Events {
 		n := protowire.SizeTag(eventsField) + protowire.SizeBytes(proto.Size(ev))
-		if i > start && size+n > maxBytes {
+		if i > start && size+n >= maxBytes {
 			out = append(out, part(resp.Events[start:i:i], true))
 			start, size = i, base
 		}

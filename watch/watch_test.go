@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -581,6 +582,54 @@ func TestFragments(t *testing.T) {
 	one := &pb.WatchResponse{Events: evs[:1]}
 	if got := Fragments(one, 10); len(got) != 1 || got[0].Fragment {
 		t.Fatal("single event fragmented")
+	}
+}
+
+// TestFragmentsBoundary checks the split against the rule of etcd's
+// sendFragments, measured part by part with proto.Size: a response is
+// split unless it is below the limit, and a part takes events while it
+// stays below the limit (an event alone may exceed it). The limits are
+// exclusive, so a response of exactly maxBytes is split.
+func TestFragmentsBoundary(t *testing.T) {
+	reference := func(resp *pb.WatchResponse, max int) []int {
+		if proto.Size(resp) < max || len(resp.Events) < 2 {
+			return []int{len(resp.Events)}
+		}
+		var counts []int
+		for i := 0; i < len(resp.Events); {
+			cur := &pb.WatchResponse{Header: resp.Header, WatchId: resp.WatchId, Fragment: true}
+			for i < len(resp.Events) {
+				cur.Events = append(cur.Events, resp.Events[i])
+				if len(cur.Events) > 1 && proto.Size(cur) >= max {
+					cur.Events = cur.Events[:len(cur.Events)-1]
+					break
+				}
+				i++
+			}
+			counts = append(counts, len(cur.Events))
+		}
+		return counts
+	}
+	rnd := rand.New(rand.NewSource(7))
+	for c := 0; c < 3000; c++ {
+		var evs []*mvccpb.Event
+		for i := 0; i < 1+rnd.Intn(12); i++ {
+			evs = append(evs, &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte("key"), Value: make([]byte, rnd.Intn(300)), ModRevision: 1000}})
+		}
+		resp := &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 1000, ClusterId: 1, MemberId: 2}, WatchId: 5, Events: evs}
+		max := 50 + rnd.Intn(proto.Size(resp)+50)
+		if c%3 == 0 {
+			max = proto.Size(resp) // exactly at the limit: etcd splits
+		}
+		want := reference(resp, max)
+		parts := Fragments(resp, max)
+		var got []int
+		for _, pt := range parts {
+			got = append(got, len(pt.Events))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("case %d (%d events, %d bytes, limit %d): parts of %v events, etcd's rule gives %v", c, len(evs), proto.Size(resp), max, got, want)
+		}
 	}
 }
 
