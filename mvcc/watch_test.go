@@ -83,7 +83,7 @@ func TestWatchHubOverStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	hist := WatchHistory{Store: s, Read: func(fn func(storage.Reader) error) error { return fn(eng) }}
-	hub := watch.NewHub(hist, s.Rev(), watch.Options{BufferSize: 4, MaxRevsPerBatch: 3, SyncInterval: 2 * time.Millisecond, ProgressInterval: -1})
+	hub := watch.NewHub(hist, s.Rev(), watch.Options{BufferSize: 4, MaxRevsPerBatch: 3, SyncInterval: 2 * time.Millisecond})
 	defer hub.Close()
 	rnd := rand.New(rand.NewSource(1))
 	keys := []string{"a", "b", "c", "d", "e", "f", "g"}

@@ -72,8 +72,10 @@
 // all filtered out sends nothing. Fragments splits a response under a size
 // limit for watchers created with fragment.
 //
-// Progress: watchers created with progress_notify get an empty response at
-// the hub revision every ProgressInterval in which they got nothing else.
+// Progress: a watcher created with progress_notify gets an empty response
+// at the hub revision at each Watcher.ProgressTick that ends a period in
+// which it got nothing else; the caller keeps the clock (etcd's is one
+// per watch stream, 10 minutes plus jitter by default).
 // Watcher.RequestProgress and Hub.RequestProgressAll answer explicit
 // requests; like etcd they do nothing for watchers that are catching up
 // (or whose start revision is still ahead), and RequestProgressAll puts a

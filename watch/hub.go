@@ -54,9 +54,6 @@ type Options struct {
 	// SyncInterval is how often watchers that are behind (or whose channel
 	// was full) are retried (default 100ms).
 	SyncInterval time.Duration
-	// ProgressInterval is the period of progress notifications for watchers
-	// created with progress_notify (default 10 minutes; negative disables).
-	ProgressInterval time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -68,9 +65,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = 100 * time.Millisecond
-	}
-	if o.ProgressInterval == 0 {
-		o.ProgressInterval = 10 * time.Minute
 	}
 	return o
 }
@@ -431,27 +425,17 @@ func (h *Hub) Advance(rev int64) {
 	}
 }
 
-// loop is the background goroutine: catch-up of unsynced watchers and
-// progress notifications.
+// loop is the background goroutine: catch-up of unsynced watchers.
 func (h *Hub) loop() {
 	defer h.wg.Done()
 	syncT := time.NewTicker(h.opts.SyncInterval)
 	defer syncT.Stop()
-	var progress <-chan time.Time
-	if h.opts.ProgressInterval > 0 {
-		t := time.NewTicker(h.opts.ProgressInterval)
-		defer t.Stop()
-		progress = t.C
-	}
 	for {
 		select {
 		case <-h.done:
 			return
 		case <-h.kick:
 		case <-syncT.C:
-		case <-progress:
-			h.progressTick()
-			continue
 		}
 		for h.syncPass() {
 			select {
@@ -605,26 +589,22 @@ func (h *Hub) progress(w *Watcher, id int64) bool {
 	}
 }
 
-func (h *Hub) progressTick() {
+// ProgressTick ends a period of w's progress notifications, which the
+// caller times (etcd times them per watch stream): a watcher created with
+// progress_notify that got no response during the period gets a progress
+// notification, as RequestProgress sends it. Watchers without
+// progress_notify are left alone.
+func (w *Watcher) ProgressTick() {
+	if !w.progress {
+		return
+	}
+	h := w.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	tick := func(w *Watcher) {
-		if !w.progress {
-			return
-		}
-		if !w.sent {
-			h.progress(w, w.id)
-		}
-		w.sent = false
+	if !w.sent {
+		h.progress(w, w.id)
 	}
-	for _, set := range h.keys {
-		for w := range set {
-			tick(w)
-		}
-	}
-	for w := range h.ranges {
-		tick(w)
-	}
+	w.sent = false
 }
 
 // RequestProgress sends w a progress notification (no events, header

@@ -123,7 +123,7 @@ func p(k string) op { return op{key: k} }
 func d(k string) op { return op{del: true, key: k} }
 
 func fastOpts() Options {
-	return Options{SyncInterval: 5 * time.Millisecond, ProgressInterval: -1}
+	return Options{SyncInterval: 5 * time.Millisecond}
 }
 
 func mustWatch(t *testing.T, h *Hub, req *pb.WatchCreateRequest) *Watcher {
@@ -436,37 +436,43 @@ func TestSlowWatcherCompacted(t *testing.T) {
 	}
 }
 
+// TestProgressNotify: a tick ending a quiet period sends a progress
+// notification at the hub's revision to a progress_notify watcher; a
+// period in which it got events sends none; a watcher without
+// progress_notify gets nothing.
 func TestProgressNotify(t *testing.T) {
 	f := newFakeHistory()
-	opts := fastOpts()
-	opts.ProgressInterval = 20 * time.Millisecond
-	h := NewHub(f, 0, opts)
+	h := NewHub(f, 0, fastOpts())
 	defer h.Close()
 	put(f, h, p("x"))
 	w := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), ProgressNotify: true})
 	quiet := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k")})
+	w.ProgressTick()
+	quiet.ProgressTick()
 	r := recv(t, w)
 	if len(r.Events) != 0 || r.Header.Revision != 1 || r.WatchId != w.ID() || r.Canceled {
 		t.Fatalf("progress %v", r)
 	}
+	put(f, h, p("k"))
+	if r = recv(t, w); len(r.Events) != 1 || r.Header.Revision != 2 {
+		t.Fatalf("event %v", r)
+	}
+	w.ProgressTick() // the period had an event: no notification
+	noResponse(t, w)
 	put(f, h, p("y"))
-	// Notices at revision 1 may have queued meanwhile (one per interval);
-	// the first one after the put must be at revision 2, with no events.
-	for {
-		r = recv(t, w)
-		if len(r.Events) != 0 || (r.Header.Revision != 1 && r.Header.Revision != 2) {
-			t.Fatalf("progress %v", r)
-		}
-		if r.Header.Revision == 2 {
-			break
-		}
+	w.ProgressTick() // a quiet period again
+	if r = recv(t, w); len(r.Events) != 0 || r.Header.Revision != 3 {
+		t.Fatalf("progress %v, want one at revision 3", r)
+	}
+	if r = recv(t, quiet); len(r.Events) != 1 {
+		t.Fatalf("quiet watcher: %v, want only its event", r)
 	}
 	noResponse(t, quiet)
 }
 
 func TestRequestProgress(t *testing.T) {
 	f := newFakeHistory()
-	h := NewHub(f, 0, Options{SyncInterval: time.Hour, ProgressInterval: -1})
+	h := NewHub(f, 0, Options{SyncInterval: time.Hour})
 	defer h.Close()
 	put(f, h, p("k"))
 	put(f, h, p("k"))

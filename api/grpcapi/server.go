@@ -23,6 +23,10 @@ const (
 	DefaultKeepAliveInterval   = 2 * time.Hour
 	DefaultKeepAliveTimeout    = 20 * time.Second
 	DefaultLeaderCheckInterval = time.Second // etcd's default election timeout
+	// DefaultProgressNotifyInterval and MinProgressNotifyInterval are
+	// etcd's --watch-progress-notify-interval default and floor.
+	DefaultProgressNotifyInterval = 10 * time.Minute
+	MinProgressNotifyInterval     = 100 * time.Millisecond
 	// DefaultStreamWorkers is how many requests at once long-lived
 	// goroutines serve (Options.StreamWorkers); more than the 100 clients
 	// of the benchmarks, a few MB of stacks at most.
@@ -61,6 +65,14 @@ type Options struct {
 	// checks in a row without one end them with ErrGRPCNoLeader. etcd uses
 	// its election timeout.
 	LeaderCheckInterval time.Duration
+	// ProgressNotifyInterval is etcd's --watch-progress-notify-interval:
+	// each watch stream, on a clock of its own of this period plus up to a
+	// tenth more at random (etcd's jitter, so that streams opened together
+	// do not notify together), sends a progress notification to each of
+	// its progress_notify watchers that got no events in the period.
+	// Zero or negative means DefaultProgressNotifyInterval; less than
+	// MinProgressNotifyInterval is raised to it, as etcd does.
+	ProgressNotifyInterval time.Duration
 	// StorageVersion is reported in every Snapshot response (etcd 3.6+
 	// reports its storage schema version, e.g. "3.6.0"); empty leaves it
 	// out, as etcd before 3.6.
@@ -112,6 +124,10 @@ func (o Options) withDefaults() Options {
 	if o.StreamWorkers == 0 {
 		o.StreamWorkers = DefaultStreamWorkers
 	}
+	if o.ProgressNotifyInterval <= 0 {
+		o.ProgressNotifyInterval = DefaultProgressNotifyInterval
+	}
+	o.ProgressNotifyInterval = max(o.ProgressNotifyInterval, MinProgressNotifyInterval)
 	return o
 }
 
@@ -146,7 +162,7 @@ func NewServer(b Backend, opts Options) *grpc.Server {
 	gs := grpc.NewServer(append(gopts, opts.ServerOptions...)...)
 
 	pb.RegisterKVServer(gs, &kvServer{b: b, maxTxnOps: opts.MaxTxnOps, chunkBytes: opts.MaxRequestBytes})
-	pb.RegisterWatchServer(gs, &watchServer{b: b, fragmentBytes: opts.MaxRequestBytes + grpcOverheadBytes})
+	pb.RegisterWatchServer(gs, &watchServer{b: b, fragmentBytes: opts.MaxRequestBytes + grpcOverheadBytes, progressInterval: opts.ProgressNotifyInterval})
 	pb.RegisterLeaseServer(gs, &leaseServer{b: b})
 	pb.RegisterClusterServer(gs, &clusterServer{b: b})
 	pb.RegisterMaintenanceServer(gs, &maintenanceServer{b: b, storageVersion: opts.StorageVersion})

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -23,8 +25,9 @@ const outBuffer = 16
 // watchServer is etcd's Watch service over the backend's watch hub.
 type watchServer struct {
 	pb.UnsafeWatchServer
-	b             Backend
-	fragmentBytes int
+	b                Backend
+	fragmentBytes    int
+	progressInterval time.Duration // Options.ProgressNotifyInterval
 }
 
 // watchStream is one Watch call. Goroutines:
@@ -93,6 +96,11 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	}
 	defer ws.close()
 
+	// The stream's clock of progress notifications, as etcd's sendLoop
+	// keeps it: the period plus up to a tenth more at random.
+	progress := time.NewTicker(s.progressInterval + time.Duration(rand.Int64N(int64(s.progressInterval/10)+1)))
+	defer progress.Stop()
+
 	ctx := stream.Context()
 	recvErr := make(chan error, 1)
 	go func() {
@@ -114,6 +122,12 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 					}
 					return err
 				}
+			}
+		case <-progress.C:
+			// Each watcher's notification goes through its channel and
+			// forwarder, after the events it already has.
+			for _, sw := range ws.snapshot() {
+				sw.w.ProgressTick()
 			}
 		case err := <-recvErr:
 			if ctx.Err() != nil {
@@ -138,17 +152,25 @@ func watchStreamError(ctx context.Context) error {
 	return streamError(ctx)
 }
 
+// snapshot returns the stream's watchers at this moment.
+func (ws *watchStream) snapshot() []*streamWatcher {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	all := make([]*streamWatcher, 0, len(ws.watchers))
+	for _, sw := range ws.watchers {
+		all = append(all, sw)
+	}
+	return all
+}
+
 // close cancels every watcher and waits for the forwarders. recvLoop may
 // outlive it (it is blocked in Recv until the call ends) but adds nothing
 // once closed is set.
 func (ws *watchStream) close() {
 	ws.mu.Lock()
 	ws.closed = true
-	all := make([]*streamWatcher, 0, len(ws.watchers))
-	for _, sw := range ws.watchers {
-		all = append(all, sw)
-	}
 	ws.mu.Unlock()
+	all := ws.snapshot() // no watcher is added once closed is set
 	close(ws.done)
 	for _, sw := range all {
 		sw.w.Cancel()

@@ -394,3 +394,49 @@ func TestWatchManyWatchers(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressNotifyInterval: with Options.ProgressNotifyInterval, a
+// stream's progress_notify watcher gets progress notifications (no
+// events, its watch id, the member's revision) on the stream's clock, and
+// its events come through unchanged; a watcher on the same stream without
+// progress_notify gets only its events.
+func TestProgressNotifyInterval(t *testing.T) {
+	e := newTestEnv(t, Options{ProgressNotifyInterval: MinProgressNotifyInterval})
+	rev := e.put("a", "1")
+	ws := e.rawWatch()
+	notified := create(t, ws, &pb.WatchCreateRequest{Key: []byte("p"), ProgressNotify: true}).WatchId
+	plain := create(t, ws, &pb.WatchCreateRequest{Key: []byte("q"), StartRevision: rev + 1, WatchId: 7}).WatchId
+	if notified == plain {
+		t.Fatalf("watch ids %d and %d", notified, plain)
+	}
+	var progress int
+	for progress < 3 {
+		r := recv(t, ws)
+		switch {
+		case r.WatchId == notified && len(r.Events) == 0:
+			if r.Header.GetRevision() != rev {
+				t.Fatalf("progress notification at revision %d, want %d", r.Header.GetRevision(), rev)
+			}
+			checkHeader(t, r.Header)
+			progress++
+		default:
+			t.Fatalf("unexpected response %v", r)
+		}
+	}
+	// An event for the plain watcher comes alone; the notified watcher's
+	// next notifications carry the new revision.
+	rev = e.put("q", "2")
+	for seenEvent, seenProgress := false, false; !seenEvent || !seenProgress; {
+		r := recv(t, ws)
+		switch {
+		case r.WatchId == plain && len(r.Events) == 1 && r.Events[0].Kv.ModRevision == rev:
+			seenEvent = true
+		case r.WatchId == notified && len(r.Events) == 0 && r.Header.GetRevision() == rev:
+			seenProgress = true
+		case r.WatchId == notified && len(r.Events) == 0 && r.Header.GetRevision() == rev-1:
+			// a notification sent before the put
+		default:
+			t.Fatalf("unexpected response %v", r)
+		}
+	}
+}

@@ -499,3 +499,49 @@ func TestV3WatchLeaderKill(t *testing.T) {
 		}
 	}
 }
+
+// TestV3WatchProgressNotifyInterval: etcd's --watch-progress-notify-interval
+// sets the period of the notifications clientv3's WithProgressNotify
+// watchers get (etcd's default, 10 minutes, is too long for a test). Each
+// is a progress notification at the member's revision; an event in
+// between comes as an event.
+func TestV3WatchProgressNotifyInterval(t *testing.T) {
+	c := NewV3Cluster(t, Options{Size: 1, Extra: []string{"--watch-progress-notify-interval", "300ms"}})
+	cli := c.V3Client(t)
+	rev := mustV3Put(t, cli, "pn/a", "1").Header.Revision
+	ctx, cancel := watchCtx(t)
+	defer cancel()
+	wch := startWatch(t, cli, ctx, "pn/", clientv3.WithPrefix(), clientv3.WithProgressNotify(), clientv3.WithCreatedNotify())
+	waitCreated(t, wch)
+	next := func() clientv3.WatchResponse {
+		t.Helper()
+		select {
+		case wr, ok := <-wch:
+			if !ok || wr.Err() != nil {
+				t.Fatalf("watch ended: %v", wr.Err())
+			}
+			return wr
+		case <-time.After(10 * time.Second):
+			t.Fatal("no watch response in 10s with a progress notify interval of 300ms")
+			return clientv3.WatchResponse{}
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if wr := next(); !wr.IsProgressNotify() || wr.Header.Revision != rev {
+			t.Fatalf("response %d: %+v, want a progress notification at revision %d", i, wr, rev)
+		}
+	}
+	rev = mustV3Put(t, cli, "pn/b", "2").Header.Revision
+	for {
+		wr := next()
+		if len(wr.Events) == 1 && string(wr.Events[0].Kv.Key) == "pn/b" && wr.Events[0].Kv.ModRevision == rev {
+			break
+		}
+		if !wr.IsProgressNotify() || wr.Header.Revision != rev-1 {
+			t.Fatalf("%+v, want the event at %d or a progress notification before it", wr, rev)
+		}
+	}
+	if wr := next(); !wr.IsProgressNotify() || wr.Header.Revision != rev {
+		t.Fatalf("%+v, want a progress notification at revision %d", wr, rev)
+	}
+}
