@@ -23,13 +23,15 @@ var (
 	ErrPeerURLExists = errors.New("server: peer URL already in use")
 	// ErrMemberNotFound is returned when removing an unknown member.
 	ErrMemberNotFound = errors.New("server: member not found")
-	// ErrNotEnoughStartedMembers is returned for a removal that would
-	// leave fewer started voting members than a quorum of the rest, or no
-	// voting member at all: raft could not make progress afterwards.
+	// ErrNotEnoughStartedMembers is returned for a membership change
+	// after which the started voting members would be fewer than a quorum
+	// (an addition of a voter, a removal), or no voting member would be
+	// left: raft could not make progress afterwards.
 	ErrNotEnoughStartedMembers = errors.New("server: re-configuration failed due to not enough started members")
-	// ErrUnhealthy is returned for a removal that would leave fewer
-	// connected voting members than a quorum of the rest.
-	ErrUnhealthy = errors.New("server: unhealthy cluster: too few connected voting members would remain for a quorum")
+	// ErrUnhealthy is returned for a membership change after which the
+	// voting members this member is connected to would be fewer than a
+	// quorum.
+	ErrUnhealthy = errors.New("server: unhealthy cluster: too few connected voting members for a quorum after the change")
 	// ErrIDRemoved is returned when adding an id that was removed before:
 	// raft never reuses ids.
 	ErrIDRemoved = errors.New("server: member id was removed earlier and cannot be reused")

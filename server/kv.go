@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/metcd/metcd/kvstore"
@@ -169,7 +171,7 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 	urlTaken := false
 	learners := 0
 	for _, m := range s.members {
-		urlTaken = urlTaken || m.PeerURL == peerURL
+		urlTaken = urlTaken || samePeerURL(m.PeerURL, peerURL)
 		if m.IsLearner {
 			learners++
 		}
@@ -185,6 +187,9 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 	case urlTaken:
 		return 0, fmt.Errorf("%w: %s", ErrPeerURLExists, peerURL)
 	}
+	if err := s.mayAddMember(learner); err != nil {
+		return 0, err
+	}
 	mctx, err := json.Marshal(kvstore.Member{ID: id, PeerURL: peerURL, IsLearner: learner})
 	if err != nil {
 		return 0, err
@@ -196,6 +201,59 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 	return id, s.proposeConfChange(ctx, &raftpb.ConfChange{
 		Type: typ.Enum(), NodeId: proto.Uint64(id), Context: mctx,
 	})
+}
+
+// mayAddMember refuses an addition after which the cluster could lose its
+// quorum, as etcd's strict reconfiguration check does. The new member
+// counts as a voter that has not started: a voting member is added only
+// while the started voting members (those that published their name) are
+// a quorum of the voters with it, except when a one-member cluster grows
+// to two; and any member, learner or not, only while this member is
+// connected to a quorum of the voters with the new one, except in a
+// one-member cluster. Unlike etcd, a peer counts as connected as soon as
+// its stream is up, not only after 5 s of it.
+func (s *Server) mayAddMember(learner bool) error {
+	s.memMu.RLock()
+	var voters []uint64
+	started := 0
+	for mid, m := range s.members {
+		if m.IsLearner {
+			continue
+		}
+		voters = append(voters, mid)
+		if m.Name != "" {
+			started++
+		}
+	}
+	s.memMu.RUnlock()
+	after := len(voters) + 1 // voters with a new voting member
+	if !learner && !(started == 1 && after == 2) && started < after/2+1 {
+		return fmt.Errorf("%w: %d of the %d voting members would have started", ErrNotEnoughStartedMembers, started, after)
+	}
+	if len(voters) == 1 {
+		return nil
+	}
+	connected := 0
+	for _, v := range voters {
+		if v == s.id || !s.tr.ActiveSince(v).IsZero() {
+			connected++
+		}
+	}
+	if connected < after/2+1 {
+		return fmt.Errorf("%w: member %d is connected to %d of the %d voting members there would be", ErrUnhealthy, s.id, connected, after)
+	}
+	return nil
+}
+
+// samePeerURL reports whether two valid peer URLs name the same endpoint:
+// scheme and host compare without case, and a trailing "/" is ignored.
+func samePeerURL(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host)
 }
 
 // RemoveMember removes a member. Removing this member makes it shut down

@@ -971,6 +971,94 @@ func TestRemoveKeepsAQuorum(t *testing.T) {
 	})
 }
 
+// waitStarted waits until every member of s's list has published its name.
+func waitStarted(t *testing.T, s *Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		started := 0
+		for _, m := range s.Members() {
+			if m.Name != "" {
+				started++
+			}
+		}
+		if started == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members did not all publish their names: %+v", s.Members())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAddKeepsAQuorum checks etcd's strict reconfiguration check on
+// additions: no member is added while a voter is down (the new member
+// would count toward the quorum before it runs), no voter is added that
+// would leave the started voters short of a quorum, and a peer URL is the
+// same whatever the case of its scheme and host.
+func TestAddKeepsAQuorum(t *testing.T) {
+	t.Run("PeerDown", func(t *testing.T) {
+		c := newTestCluster(t, 3)
+		li := c.waitLeader()
+		p := c.members[li-1]
+		waitStarted(t, p, 3)
+		down := li%3 + 1
+		c.stop(int(down - 1))
+		deadline := time.Now().Add(10 * time.Second)
+		for !p.tr.ActiveSince(down).IsZero() {
+			if time.Now().After(deadline) {
+				t.Fatalf("the leader still sees member %d connected 10s after it stopped", down)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// Two of three run; with a fourth voter, three of four would be
+		// needed.
+		if _, err := p.addMember(ctx(t), 0, freeURL(t), false); !errors.Is(err, ErrUnhealthy) {
+			t.Fatalf("adding a voter while member %d is down: got %v, want ErrUnhealthy", down, err)
+		}
+		if _, err := p.addMember(ctx(t), 0, freeURL(t), true); !errors.Is(err, ErrUnhealthy) {
+			t.Fatalf("adding a learner while member %d is down: got %v, want ErrUnhealthy (as etcd)", down, err)
+		}
+		if got := len(p.Members()); got != 3 {
+			t.Fatalf("members = %d, want 3", got)
+		}
+		if err := putKey(p, ctx(t), []byte("after"), []byte("x")); err != nil {
+			t.Fatalf("write after the refused additions: %v", err)
+		}
+	})
+
+	t.Run("UnstartedVoters", func(t *testing.T) {
+		c := newTestCluster(t, 3)
+		li := c.waitLeader()
+		p := c.members[li-1]
+		waitStarted(t, p, 3)
+		// Three started voters stay a quorum of four and of five.
+		for _, want := range []uint64{4, 5} {
+			if id, err := p.addMember(ctx(t), 0, freeURL(t), false); err != nil || id != want {
+				t.Fatalf("adding unstarted voter %d: id %d, %v", want, id, err)
+			}
+		}
+		// Not of six.
+		if _, err := p.addMember(ctx(t), 0, freeURL(t), false); !errors.Is(err, ErrNotEnoughStartedMembers) {
+			t.Fatalf("adding a sixth voter with three started: got %v, want ErrNotEnoughStartedMembers", err)
+		}
+		if err := putKey(p, ctx(t), []byte("after"), []byte("x")); err != nil {
+			t.Fatalf("write with 3 of 5 voters running: %v", err)
+		}
+	})
+
+	t.Run("PeerURLCase", func(t *testing.T) {
+		c := newTestCluster(t, 1)
+		c.waitLeader()
+		s := c.members[0]
+		upper := "HTTP://" + strings.ToUpper(strings.TrimPrefix(c.urls[0], "http://"))
+		if _, err := s.addMember(ctx(t), 0, upper, true); !errors.Is(err, ErrPeerURLExists) {
+			t.Fatalf("adding %s (member 1's URL, in capitals): got %v, want ErrPeerURLExists", upper, err)
+		}
+	})
+}
+
 // TestCorruptAlarmRefusesWrites checks etcd's behaviour under a CORRUPT
 // alarm: requests that change the key space or the leases through raft
 // are refused with etcd's "corrupt cluster" (DataLoss), reads still
