@@ -463,6 +463,8 @@ type member struct {
 	runErr  chan error
 	smDone  chan struct{}
 	running bool
+	// startTerm is Term() as NewNode returned, before any Ready.
+	startTerm uint64
 }
 
 type cluster struct {
@@ -540,6 +542,7 @@ func (c *cluster) start(id uint64, peers []raft.Peer, join bool) *member {
 		c.t.Fatalf("member %d: NewNode: %v", id, err)
 	}
 	m.disk, m.boot, m.node, m.sm = disk, boot, n, sm
+	m.startTerm = n.Term()
 	m.runErr = make(chan error, 1)
 	m.smDone = make(chan struct{})
 	m.running = true

@@ -180,6 +180,14 @@ func NewNode(cfg Config, disk *Disk, boot *Bootstrap) (*Node, error) {
 		stopc:         make(chan struct{}),
 		donec:         make(chan struct{}),
 	}
+	// A Ready carries the HardState only when it changes: a member that
+	// restarts into a term that goes on would report term 0 until the
+	// next commit without the one it persisted.
+	hs, _, err := ms.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("consensus: reading the persisted hard state: %w", err)
+	}
+	n.term.Store(hs.GetTerm())
 	if boot.Fresh && !cfg.Join {
 		n.node = raft.StartNode(rc, cfg.Peers)
 	} else {

@@ -369,6 +369,11 @@ func TestWholeClusterRestart(t *testing.T) {
 		if !bytes.Equal(m.boot.Metadata, fmt.Appendf(nil, "member-%d", id)) {
 			t.Errorf("member %d: WAL metadata %q", id, m.boot.Metadata)
 		}
+		// The term is known from the disk, before any Ready: a Ready
+		// carries the hard state only when it changes.
+		if m.startTerm != m.boot.HardState.GetTerm() {
+			t.Errorf("member %d: Term() = %d at start, want the persisted %d", id, m.startTerm, m.boot.HardState.GetTerm())
+		}
 	}
 	c.waitLeader(all...)
 	c.eventually("members to re-apply their logs", func() (bool, string) {
