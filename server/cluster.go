@@ -78,7 +78,7 @@ func onePeerURL(urls []string) (string, error) {
 // such checks at apply, in log order; one ReadIndex round gives the same
 // answers here. A learner's view is used as it is.
 func (s *Server) caughtUp(ctx context.Context) error {
-	if s.isLearner() {
+	if s.IsLearner() {
 		return nil
 	}
 	return s.LinearizableRead(ctx)

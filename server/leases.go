@@ -63,7 +63,7 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 // LeaseRenew is one keepalive: it renews the lease on the leader,
 // forwarding to it from a follower, and returns the TTL.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
-	if s.isLearner() {
+	if s.IsLearner() {
 		return 0, rpctypes.ErrGRPCNotSupportedForLearner
 	}
 	deadline := time.Now().Add(s.cfg.RequestTimeout)

@@ -63,7 +63,7 @@ func (s *Server) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusRes
 		RaftIndex:        s.node.Status().GetCommit(),
 		RaftTerm:         s.node.Term(),
 		RaftAppliedIndex: s.store.Applied(),
-		IsLearner:        s.isLearner(),
+		IsLearner:        s.IsLearner(),
 		StorageVersion:   StorageVersion,
 		DowngradeInfo:    &pb.DowngradeInfo{},
 		DbSizeQuota:      s.quota(),

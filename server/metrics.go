@@ -94,7 +94,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descHasLeader, flag(s.node.Leader() != raft.None))
 	gauge(descIsLeader, flag(s.node.Role() == raft.StateLeader))
-	gauge(descIsLearner, flag(s.isLearner()))
+	gauge(descIsLearner, flag(s.IsLearner()))
 	counter(descLeaderChanges, float64(s.node.LeaderChanges()))
 	gauge(descCommitted, float64(s.node.Status().GetCommit()))
 	gauge(descApplied, float64(s.store.Applied()))

@@ -53,9 +53,9 @@ func (s *Server) fill(h *pb.ResponseHeader) *pb.ResponseHeader {
 // HasLeader reports whether a leader is known.
 func (s *Server) HasLeader() bool { return s.node.Leader() != 0 }
 
-// isLearner reports whether this member is a learner; learners serve only
+// IsLearner reports whether this member is a learner; learners serve only
 // serializable reads and status, as in etcd.
-func (s *Server) isLearner() bool {
+func (s *Server) IsLearner() bool {
 	s.memMu.RLock()
 	defer s.memMu.RUnlock()
 	return s.members[s.id].IsLearner
@@ -65,7 +65,7 @@ func (s *Server) isLearner() bool {
 // (shared with every read that arrived before it).
 func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if !r.Serializable {
-		if s.isLearner() {
+		if s.IsLearner() {
 			return nil, rpctypes.ErrGRPCNotSupportedForLearner
 		}
 		if err := s.LinearizableRead(ctx); err != nil {
@@ -138,7 +138,7 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 
 func (s *Server) readOnlyTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if !txnSerializable(r) {
-		if s.isLearner() {
+		if s.IsLearner() {
 			return nil, rpctypes.ErrGRPCNotSupportedForLearner
 		}
 		if err := s.LinearizableRead(ctx); err != nil {
@@ -227,7 +227,7 @@ func (s *Server) proposeInternal(ctx context.Context, r *pb.InternalRaftRequest)
 
 // proposeLimited is proposeInternal with an entry size limit of its own.
 func (s *Server) proposeLimited(ctx context.Context, r *pb.InternalRaftRequest, limit int) (proto.Message, error) {
-	if s.isLearner() {
+	if s.IsLearner() {
 		return nil, rpctypes.ErrGRPCNotSupportedForLearner
 	}
 	return s.proposeAny(ctx, r, limit)

@@ -69,4 +69,7 @@ type Backend interface {
 	// HasLeader reports whether the member knows a leader (for clients
 	// that set the "hasleader" metadata, clientv3.WithRequireLeader).
 	HasLeader() bool
+	// IsLearner reports whether the member is a learner, which serves only
+	// Status, serializable Range and Snapshot (see learnerGuard).
+	IsLearner() bool
 }

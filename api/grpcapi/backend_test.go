@@ -32,7 +32,8 @@ type testBackend struct {
 	hub       *watch.Hub
 	nextLease int64 // guarded by mu
 
-	leader atomic.Bool
+	leader  atomic.Bool
+	learner atomic.Bool
 	backup atomic.Pointer[[]byte]
 	failMu sync.Mutex
 	fail   map[string]error // method → error to return
@@ -315,5 +316,7 @@ func (b *testBackend) Backup(context.Context) (io.ReadCloser, int64, error) {
 func (b *testBackend) Header() *pb.ResponseHeader { return b.fill(nil) }
 
 func (b *testBackend) HasLeader() bool { return b.leader.Load() }
+
+func (b *testBackend) IsLearner() bool { return b.learner.Load() }
 
 var _ Backend = (*testBackend)(nil)

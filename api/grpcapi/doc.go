@@ -34,8 +34,8 @@
 //     etcd's sentinels to rpctypes.ErrGRPC* errors, whose messages
 //     clientv3 matches exactly.
 //   - server.go (v3rpc/grpc.go, interceptor.go, embed): etcd's message
-//     size limits, keepalive defaults, and the "hasleader" metadata of
-//     clientv3.WithRequireLeader.
+//     size limits, keepalive defaults, what a learner may serve, and the
+//     "hasleader" metadata of clientv3.WithRequireLeader.
 //   - serve.go (embed/serve.go): gRPC and HTTP on one listener with cmux.
 //
 // # Differences from etcd

@@ -141,8 +141,8 @@ func NewServer(b Backend, opts Options) *grpc.Server {
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
-		grpc.ChainUnaryInterceptor(append(slices.Clip(opts.UnaryInterceptors), lg.unary)...),
-		grpc.ChainStreamInterceptor(append(slices.Clip(opts.StreamInterceptors), lg.stream)...),
+		grpc.ChainUnaryInterceptor(append(slices.Clip(opts.UnaryInterceptors), learnerGuard{b}.unary, lg.unary)...),
+		grpc.ChainStreamInterceptor(append(slices.Clip(opts.StreamInterceptors), learnerGuard{b}.stream, lg.stream)...),
 	}
 	if opts.StreamWorkers > 0 {
 		gopts = append(gopts, grpc.NumStreamWorkers(uint32(opts.StreamWorkers)))
@@ -169,6 +169,38 @@ func NewServer(b Backend, opts Options) *grpc.Server {
 	pb.RegisterAuthServer(gs, &authServer{b: b})
 	healthpb.RegisterHealthServer(gs, health.NewServer())
 	return gs
+}
+
+// learnerGuard refuses on a learner what etcd's interceptors refuse there,
+// with ErrGRPCNotSupportedForLearner: every unary call but Status and a
+// serializable Range, and every stream but Snapshot (etcd's
+// isRPCSupportedForLearner). A learner takes no part in the quorum and may
+// lag; a client that sends it a membership change or a watch is told so
+// rather than served.
+type learnerGuard struct{ b Backend }
+
+const snapshotMethod = "/etcdserverpb.Maintenance/Snapshot"
+
+func (g learnerGuard) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if g.b.IsLearner() {
+		switch r := req.(type) {
+		case *pb.StatusRequest:
+		case *pb.RangeRequest:
+			if !r.Serializable {
+				return nil, rpctypes.ErrGRPCNotSupportedForLearner
+			}
+		default:
+			return nil, rpctypes.ErrGRPCNotSupportedForLearner
+		}
+	}
+	return handler(ctx, req)
+}
+
+func (g learnerGuard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod != snapshotMethod && g.b.IsLearner() {
+		return rpctypes.ErrGRPCNotSupportedForLearner
+	}
+	return handler(srv, ss)
 }
 
 // leaderGuard serves the "hasleader" metadata clientv3.WithRequireLeader
