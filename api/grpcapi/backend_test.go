@@ -34,9 +34,9 @@ type testBackend struct {
 
 	leader  atomic.Bool
 	learner atomic.Bool
-	backup atomic.Pointer[[]byte]
-	failMu sync.Mutex
-	fail   map[string]error // method → error to return
+	backup  atomic.Pointer[[]byte]
+	failMu  sync.Mutex
+	fail    map[string]error // method → error to return
 }
 
 const (
