@@ -414,14 +414,20 @@ func TestExpiryOnlyOnPrimary(t *testing.T) {
 	if got := leader.l.ExpiredLeases(0); got != nil {
 		t.Fatalf("expired handed out twice: %v", got)
 	}
-	// Still expired for TimeToLive and Renew meanwhile.
-	if _, rem, _, err := leader.l.TimeToLive(7, false); err != nil || rem != -1 {
-		t.Fatalf("TimeToLive of expired: %d %v", rem, err)
+	// Still expired for TimeToLive and Renew meanwhile. TimeToLive counts
+	// whole seconds toward zero, as etcd: 0 through the first second past
+	// expiry, then negative.
+	if _, rem, _, err := leader.l.TimeToLive(7, false); err != nil || rem != 0 {
+		t.Fatalf("TimeToLive at expiry: %d %v, want 0", rem, err)
 	}
 	if _, err := leader.l.Renew(7); err != ErrLeaseNotFound {
 		t.Fatalf("Renew of expired: %v", err)
 	}
-	clk.Advance(DefaultExpiredRetryInterval)
+	clk.Advance(1500 * time.Millisecond)
+	if _, rem, _, err := leader.l.TimeToLive(7, false); err != nil || rem != -1 {
+		t.Fatalf("TimeToLive 1.5s past expiry: %d %v, want -1", rem, err)
+	}
+	clk.Advance(DefaultExpiredRetryInterval - 1500*time.Millisecond)
 	if got := leader.l.ExpiredLeases(0); !slices.Equal(got, []int64{7}) {
 		t.Fatalf("expired after retry interval: %v", got)
 	}
@@ -658,9 +664,13 @@ func TestTimeToLive(t *testing.T) {
 	if g, rem, keys, err := m.l.TimeToLive(4, true); err != nil || g != 15 || rem != 15 || len(keys) != 0 {
 		t.Fatalf("new lease: %d %d %q %v", g, rem, keys, err)
 	}
-	clk.Advance(20 * time.Second)
-	if _, rem, _, _ := m.l.TimeToLive(1, false); rem != -1 {
-		t.Fatalf("expired remaining %d", rem)
+	clk.Advance(20 * time.Second) // 0.5s past lease 1's expiry
+	if _, rem, _, _ := m.l.TimeToLive(1, false); rem != 0 {
+		t.Fatalf("remaining 0.5s past expiry %d, want 0 (etcd's truncation)", rem)
+	}
+	clk.Advance(2 * time.Second)
+	if _, rem, _, _ := m.l.TimeToLive(1, false); rem != -2 {
+		t.Fatalf("remaining 2.5s past expiry %d, want -2", rem)
 	}
 	if got := m.l.Leases(); !slices.Equal(got, []int64{1, 2, 4}) {
 		t.Fatalf("Leases %v", got)

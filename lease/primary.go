@@ -235,9 +235,9 @@ func (l *Lessor) IsPrimary() bool {
 // Renew is a keepalive on the leader: lease id expires its full TTL from
 // now, which Renew returns. ErrNotPrimary on a follower (the server
 // forwards to the leader), ErrLeaseNotFound if there is no such lease or
-// it has already expired (its revoke is on its way through raft; etcd
-// instead blocks until the revoke is applied or the leader changes, and
-// answers the same ErrLeaseNotFound in the usual case). A renewed lease
+// it has already expired (its revoke is on its way through raft; like
+// etcd, the server answers only once the revoke is applied, or the leader
+// changed). A renewed lease
 // with a checkpointed remaining TTL is offered by DueCheckpoints for a
 // reset to 0.
 func (l *Lessor) Renew(id int64) (int64, error) {
@@ -263,8 +263,8 @@ func (l *Lessor) Renew(id int64) (int64, error) {
 }
 
 // TimeToLive answers LeaseTimeToLive on the leader: the granted TTL, the
-// remaining TTL in whole seconds by the leader's clock (truncated, as
-// etcd; -1 once expired), and with withKeys the attached keys in key
+// remaining TTL in whole seconds by the leader's clock (truncated toward
+// zero, as etcd, so 0 just past expiry and negative after), and with withKeys the attached keys in key
 // order. ErrNotPrimary on a follower, ErrLeaseNotFound for no such lease.
 func (l *Lessor) TimeToLive(id int64, withKeys bool) (granted, remaining int64, keys [][]byte, err error) {
 	l.mu.Lock()
@@ -277,10 +277,10 @@ func (l *Lessor) TimeToLive(id int64, withKeys bool) (granted, remaining int64, 
 	if ls == nil || t == nil {
 		return 0, 0, nil, ErrLeaseNotFound
 	}
-	remaining = -1
-	if d := t.expiry.Sub(l.clock.Now()); d > 0 {
-		remaining = int64(d / time.Second)
-	}
+	// Whole seconds toward zero, as etcd's int64(Remaining().Seconds()):
+	// 0 through the first second past expiry, while the revoke is on its
+	// way, then negative.
+	remaining = int64(t.expiry.Sub(l.clock.Now()) / time.Second)
 	if withKeys {
 		keys = sortedKeys(ls.keys)
 	}

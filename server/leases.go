@@ -117,6 +117,31 @@ func (s *Server) renewHere(ctx context.Context, id int64) (int64, error) {
 			ttl, err = s.lessor.Renew(id)
 		}
 	}
+	// An expired lease whose revoke is on its way through raft: answer
+	// once the revoke is applied, as etcd does, so that a client told the
+	// lease is gone finds its keys gone too. A leader that loses its
+	// quorum steps down, which ends the wait; the request timeout bounds
+	// it in any case.
+	if errors.Is(err, lease.ErrLeaseNotFound) && s.lessor.Exists(id) {
+		deadline := time.NewTimer(s.cfg.RequestTimeout)
+		defer deadline.Stop()
+		poll := time.NewTicker(10 * time.Millisecond)
+		defer poll.Stop()
+		for s.lessor.Exists(id) {
+			if !s.isLeader() {
+				return -1, lease.ErrNotPrimary
+			}
+			select {
+			case <-poll.C:
+			case <-deadline.C:
+				return -1, err
+			case <-ctx.Done():
+				return -1, ctx.Err()
+			case <-s.stopc:
+				return -1, ErrStopped
+			}
+		}
+	}
 	return ttl, err
 }
 

@@ -205,6 +205,31 @@ func TestV3Lease(t *testing.T) {
 		wantV3Err(t, "KeepAliveOnce of an expired lease", err, rpctypes.ErrLeaseNotFound)
 	})
 
+	// A keepalive of a lease that expired answers "not found" only once
+	// the revoke is applied, as etcd's does: its keys are gone by then,
+	// through whichever member the client asks. The keepalive is sent just
+	// past the expiry, before the leader's next round of revokes (every
+	// 500 ms) has usually gone through.
+	t.Run("KeepAliveOfExpiredAfterRevoke", func(t *testing.T) {
+		ctx := v3ctx(t)
+		g, err := cli.Grant(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expired := time.Now().Add(2*time.Second + 50*time.Millisecond) // the leader applied the grant before answering
+		mustV3Put(t, cli, "lk2/a", "1", clientv3.WithLease(g.ID))
+		time.Sleep(time.Until(expired))
+		_, err = fcli.KeepAliveOnce(ctx, g.ID)
+		if !isV3Err(err, rpctypes.ErrLeaseNotFound) {
+			t.Fatalf("keepalive just past the lease's expiry: %v, want %v", err, rpctypes.ErrLeaseNotFound)
+		}
+		for _, cl := range []*clientv3.Client{cli, fcli} {
+			if r := mustV3Get(t, cl, "lk2/a"); r.Count != 0 {
+				t.Fatalf("a keepalive reported the lease gone, its key is still there: %v", r.Kvs)
+			}
+		}
+	})
+
 	t.Run("KeepAliveStreamThroughFollower", func(t *testing.T) {
 		c := c.For(t)
 		ctx := v3ctx(t)
