@@ -45,7 +45,7 @@ func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.M
 			return nil, err
 		}
 	}
-	return &pb.MemberListResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+	return &pb.MemberListResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 }
 
 // nextMemberID is the id MemberAdd gives a new member: ids are positions
@@ -95,7 +95,7 @@ func (s *Server) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.Mem
 		return nil, err
 	}
 	return &pb.MemberAddResponse{
-		Header:  s.Header(),
+		Header:  s.clusterHeader(),
 		Member:  &pb.Member{ID: id, PeerURLs: []string{u}, IsLearner: r.IsLearner},
 		Members: s.pbMembers(),
 	}, nil
@@ -106,7 +106,7 @@ func (s *Server) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*
 	if err := s.RemoveMember(ctx, r.ID); err != nil {
 		return nil, err
 	}
-	return &pb.MemberRemoveResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+	return &pb.MemberRemoveResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 }
 
 // MemberUpdate changes a member's peer URL.
@@ -143,7 +143,7 @@ func (s *Server) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*
 	}); err != nil {
 		return nil, err
 	}
-	return &pb.MemberUpdateResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+	return &pb.MemberUpdateResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 }
 
 // MemberPromote makes a learner a voting member. Only the leader knows how
@@ -156,7 +156,7 @@ func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) 
 		if err := s.forward(ctx, s.node.Leader(), pathPromote, r, &pb.MemberPromoteResponse{}); err != nil {
 			return nil, err
 		}
-		return &pb.MemberPromoteResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+		return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 	}
 	if err := s.caughtUp(ctx); err != nil {
 		return nil, err
@@ -185,7 +185,7 @@ func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) 
 	}); err != nil {
 		return nil, err
 	}
-	return &pb.MemberPromoteResponse{Header: s.Header(), Members: s.pbMembers()}, nil
+	return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 }
 
 // publish records this member's name and client URLs in the cluster once
@@ -230,4 +230,11 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// clusterHeader is the header of Cluster responses, as etcd's
+// ClusterServer fills it: cluster, member and term, no revision (the
+// membership is not part of the key space).
+func (s *Server) clusterHeader() *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: s.clusterID, MemberId: s.id, RaftTerm: s.node.Term()}
 }

@@ -69,13 +69,15 @@ func (s *Server) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusRes
 		DbSizeQuota:      s.quota(),
 	}
 	if s.cfg.QuotaBackendBytes < 0 {
-		resp.DbSizeQuota = 0
+		resp.DbSizeQuota = s.cfg.QuotaBackendBytes // as etcd: the configured value
+	}
+	// etcd's errors, in its order and words: no leader, then each alarm
+	// as its protobuf text.
+	if resp.Leader == 0 {
+		resp.Errors = append(resp.Errors, rpctypes.ErrNoLeader.Error())
 	}
 	for _, a := range s.alarmList() {
-		resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%s ", a.MemberID, a.Alarm))
-	}
-	if resp.Leader == 0 {
-		resp.Errors = append(resp.Errors, ErrNoLeader.Error())
+		resp.Errors = append(resp.Errors, a.String())
 	}
 	return resp, nil
 }
@@ -146,7 +148,7 @@ func (s *Server) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.M
 		return nil, rpctypes.ErrGRPCBadLeaderTransferee
 	}
 	if r.TargetID == s.id {
-		return &pb.MoveLeaderResponse{Header: s.Header()}, nil
+		return &pb.MoveLeaderResponse{}, nil // as etcd: no header
 	}
 	deadline := time.Now().Add(s.cfg.RequestTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -173,7 +175,7 @@ func (s *Server) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.M
 		}
 	}
 	s.lg.Info("leadership moved", zap.Uint64("to", r.TargetID))
-	return &pb.MoveLeaderResponse{Header: s.Header()}, nil
+	return &pb.MoveLeaderResponse{}, nil // as etcd: no header
 }
 
 // A backup file is laid out the way etcdctl's snapshot save expects of

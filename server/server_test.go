@@ -508,6 +508,24 @@ func TestMinorityAnswersNoLeader(t *testing.T) {
 	if v, err := getKey(c.members[0], ctx(t), []byte("a"), false); err != nil || string(v) != "1" {
 		t.Fatalf("serializable read in minority: %q %v", v, err)
 	}
+	// Status says so in etcd's words.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := c.members[0].Status(ctx(t), &pb.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Leader == 0 {
+			if !slices.Equal(st.Errors, []string{"etcdserver: no leader"}) {
+				t.Fatalf("Status errors without a leader: %q, want etcd's [etcdserver: no leader]", st.Errors)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the minority member still knows leader %d", st.Leader)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestStartupRefusesContradictions(t *testing.T) {
@@ -1078,6 +1096,15 @@ func TestCorruptAlarmRefusesWrites(t *testing.T) {
 	alarm(pb.AlarmRequest_ACTIVATE)
 	if got := s.MemberStatus().Alarms; !slices.Equal(got, []string{"CORRUPT"}) {
 		t.Fatalf("status alarms %v, want [CORRUPT]", got)
+	}
+	// As etcd: raising it again answers the alarm that is raised.
+	again, err := s.Alarm(ctx(t), &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: 1, Alarm: pb.AlarmType_CORRUPT})
+	if err != nil || len(again.Alarms) != 1 || again.Alarms[0].Alarm != pb.AlarmType_CORRUPT || again.Alarms[0].MemberID != 1 {
+		t.Fatalf("raising a raised alarm: %v %v, want it listed", again, err)
+	}
+	if st, err := s.Status(ctx(t), &pb.StatusRequest{}); err != nil || len(st.Errors) != 1 ||
+		st.Errors[0] != (&pb.AlarmMember{MemberID: 1, Alarm: pb.AlarmType_CORRUPT}).String() {
+		t.Fatalf("Status errors %q (%v), want the alarm as etcd writes it", st.GetErrors(), err)
 	}
 	put := &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("t"), Value: []byte("v")}}}
 	for name, f := range map[string]func() error{

@@ -123,7 +123,8 @@ func (s *Server) alarmList() []*pb.AlarmMember {
 }
 
 // applyAlarm raises or clears an alarm. Like etcd, a response lists the
-// alarm that changed, and nothing when it did not.
+// alarm raised (or already raised) or cleared, and nothing when there was
+// none to clear.
 func (s *Server) applyAlarm(txn *kvstore.Txn, r *pb.AlarmRequest) proto.Message {
 	resp := &pb.AlarmResponse{Header: &pb.ResponseHeader{Revision: s.mv.Rev()}}
 	a := kvstore.Alarm{MemberID: r.MemberID, Type: int32(r.Alarm)}
@@ -132,7 +133,11 @@ func (s *Server) applyAlarm(txn *kvstore.Txn, r *pb.AlarmRequest) proto.Message 
 	i := slices.Index(s.alarms.alarms, a)
 	switch r.Action {
 	case pb.AlarmRequest_ACTIVATE:
-		if r.Alarm == pb.AlarmType_NONE || i >= 0 {
+		if r.Alarm == pb.AlarmType_NONE {
+			return resp
+		}
+		if i >= 0 {
+			resp.Alarms = []*pb.AlarmMember{{MemberID: a.MemberID, Alarm: r.Alarm}}
 			return resp
 		}
 		txn.SetAlarm(a, true)
