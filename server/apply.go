@@ -76,6 +76,25 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		removedSelf bool
 		compacted   int64
 	)
+	// The events of each new revision, for the watch hub once committed;
+	// with no watcher the hub is only told the new revision (a watcher
+	// created meanwhile catches up from the history, see Hub.Advance).
+	// They are read from the batch before a compaction in it, which hides
+	// the revisions it compacts from the history read, applies: etcd too
+	// delivers writes to caught-up watchers whatever a compaction after
+	// them removes.
+	watching := s.hub.Watching()
+	var events [][]*mvccpb.Event
+	readEvents := func() error {
+		for rev := revBefore + 1 + int64(len(events)); watching && rev <= s.mv.Rev(); rev++ {
+			evs, err := s.mv.RevisionEvents(txn.Batch(), rev)
+			if err != nil {
+				return fmt.Errorf("read events of revision %d: %w", rev, err)
+			}
+			events = append(events, evs)
+		}
+		return nil
+	}
 	for _, e := range ap.Entries {
 		idx := e.GetIndex()
 		last = idx
@@ -91,6 +110,12 @@ func (s *Server) apply(ap *consensus.Apply) error {
 				// Every member skips the same bad entry, so state stays equal.
 				s.lg.Error("skipping undecodable entry", zap.Uint64("index", idx), zap.Error(err))
 				continue
+			}
+			if req.Compaction != nil {
+				if err := readEvents(); err != nil {
+					txn.Abort()
+					return err
+				}
 			}
 			r, err := s.applyRequest(txn, req)
 			if err != nil {
@@ -120,18 +145,10 @@ func (s *Server) apply(ap *consensus.Apply) error {
 			}
 		}
 	}
-	// The events of each new revision, for the watch hub once committed;
-	// with no watcher the hub is only told the new revision.
 	revAfter := s.mv.Rev()
-	watching := s.hub.Watching()
-	var events [][]*mvccpb.Event
-	for rev := revBefore + 1; watching && rev <= revAfter; rev++ {
-		evs, err := s.mv.RevisionEvents(txn.Batch(), rev)
-		if err != nil {
-			txn.Abort()
-			return fmt.Errorf("read events of revision %d: %w", rev, err)
-		}
-		events = append(events, evs)
+	if err := readEvents(); err != nil {
+		txn.Abort()
+		return err
 	}
 	// Never record an applied index ahead of the local log.
 	if err := ap.WaitPersisted(); err != nil {

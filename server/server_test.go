@@ -17,12 +17,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/metcd/metcd/internal/failpoint"
 	"github.com/metcd/metcd/internal/freeport"
 	"github.com/metcd/metcd/kvstore"
+	"github.com/metcd/metcd/mvcc"
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/engines"
 	"github.com/metcd/metcd/storage/memory"
@@ -1206,6 +1208,77 @@ func TestMembershipChangesSeenByEveryMember(t *testing.T) {
 		}
 		if len(resp.Members) != 3 {
 			t.Fatalf("member %d lists %d members, want the 3 voters", s.ID(), len(resp.Members))
+		}
+	}
+}
+
+// TestCompactionInTheBatchOfItsWrites: a compaction applied in the same
+// batch as the writes it compacts, while a watcher watches them, must not
+// stop the member (it did: the events of those writes were read after
+// the batch had raised the compaction revision), and the watcher gets
+// every event, as etcd delivers them to a watcher that is caught up.
+func TestCompactionInTheBatchOfItsWrites(t *testing.T) {
+	c := newTestCluster(t, 3)
+	s := c.members[c.waitLeader()-1]
+	// A watcher on every member: followers apply what one append brought,
+	// so their batches hold more entries.
+	for _, m := range c.members {
+		if m == s {
+			continue
+		}
+		ow, err := m.Watch(&pb.WatchCreateRequest{Key: []byte("c/"), RangeEnd: []byte("c0")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ow.Cancel()
+	}
+	w, err := s.Watch(&pb.WatchCreateRequest{Key: []byte("c/"), RangeEnd: []byte("c0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Cancel()
+	compacted := 0
+	for i := 0; i < 60; i++ {
+		rev := s.Header().GetRevision()
+		var wg sync.WaitGroup
+		for _, k := range []string{"c/a", "c/b"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte(k), Value: []byte(fmt.Sprint(i))}); err != nil {
+					t.Errorf("put %s: %v", k, err)
+				}
+			}()
+		}
+		time.Sleep(200 * time.Microsecond)
+		_, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: rev + 2})
+		if err != nil && !errors.Is(err, mvcc.ErrFutureRev) {
+			t.Fatalf("iteration %d: compact to %d: %v", i, rev+2, err)
+		}
+		if err == nil {
+			compacted++
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		// Every put of the iteration reaches the watcher.
+		for got := 0; got < 2; {
+			select {
+			case resp := <-w.C():
+				if resp.Canceled {
+					t.Fatalf("iteration %d: watcher canceled (compact revision %d)", i, resp.CompactRevision)
+				}
+				got += len(resp.Events)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("iteration %d: %d of the 2 events in 10s", i, got)
+			}
+		}
+	}
+	t.Logf("%d of 60 compactions went through", compacted)
+	for _, m := range c.members {
+		if err := putKey(m, ctx(t), []byte("after"), []byte("x")); err != nil {
+			t.Fatalf("member %d stopped: %v", m.ID(), err)
 		}
 	}
 }
