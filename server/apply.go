@@ -378,6 +378,9 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 		}
 		s.memMu.Lock()
 		s.members[id] = m
+		if id == s.id {
+			s.learner.Store(m.IsLearner)
+		}
 		s.memMu.Unlock()
 		if id != s.id {
 			if isMember {
@@ -393,6 +396,9 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 		}
 		s.memMu.Lock()
 		delete(s.members, id)
+		if id == s.id {
+			s.learner.Store(false)
+		}
 		s.removed[id] = true
 		s.memMu.Unlock()
 		if id == s.id {

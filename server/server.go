@@ -63,6 +63,9 @@ type Server struct {
 	memMu   sync.RWMutex
 	members map[uint64]kvstore.Member
 	removed map[uint64]bool
+	// learner mirrors members[id].IsLearner for the gRPC server's check
+	// of every request (IsLearner), without memMu; written with members.
+	learner atomic.Bool
 
 	// Owned by the apply goroutine.
 	confState *raftpb.ConfState
@@ -517,6 +520,7 @@ func (s *Server) loadMembers() error {
 	for _, id := range removed {
 		s.removed[id] = true
 	}
+	s.learner.Store(s.members[s.id].IsLearner)
 	return nil
 }
 

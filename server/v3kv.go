@@ -54,12 +54,9 @@ func (s *Server) fill(h *pb.ResponseHeader) *pb.ResponseHeader {
 func (s *Server) HasLeader() bool { return s.node.Leader() != 0 }
 
 // IsLearner reports whether this member is a learner; learners serve only
-// serializable reads and status, as in etcd.
-func (s *Server) IsLearner() bool {
-	s.memMu.RLock()
-	defer s.memMu.RUnlock()
-	return s.members[s.id].IsLearner
-}
+// serializable reads and status, as in etcd. It is read on every gRPC
+// request, so it is an atomic, not a look-up under memMu.
+func (s *Server) IsLearner() bool { return s.learner.Load() }
 
 // Range reads keys. A linearizable range first waits for a ReadIndex round
 // (shared with every read that arrived before it).
