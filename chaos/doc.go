@@ -29,6 +29,10 @@
 //     was sent) are definite failures; every other error of a write is an
 //     unknown outcome (return time Unfinished, as Jepsen's "info").
 //   - watch.go: one watcher per member on the key prefix, from the start.
+//   - compact.go: a compactor that compacts the history every second to
+//     the oldest revision every watcher has received (every other one
+//     physical), so compactions run through every fault right behind the
+//     writes, and no watcher needs a compacted revision to resume.
 //   - model.go: the porcupine model, per key, which also checks
 //     revisions (a value's mod revision, and that a key's revisions grow).
 //   - faults.go: the fault kinds and how each is injected and healed.

@@ -37,6 +37,13 @@ type Options struct {
 	RecoveryTimeout  time.Duration // how long the cluster may take to be healthy after a heal
 	CheckTimeout     time.Duration // porcupine's time limit
 
+	// CompactEvery is how often a compactor compacts the key space's
+	// history to the oldest revision every watcher has received (0: 1s;
+	// negative: never). So compactions come right behind the writes, often
+	// in the same raft batch, while no watcher ever needs a compacted
+	// revision to resume.
+	CompactEvery time.Duration
+
 	SnapshotCount int // --snapshot-count (small, so snapshots and log compaction happen)
 	HeartbeatMs   int // --heartbeat-interval
 	ElectionMs    int // --election-timeout
@@ -89,6 +96,9 @@ func (o *Options) defaults() {
 	def(&o.GapMax, 1500*time.Millisecond)
 	def(&o.RecoveryTimeout, 90*time.Second)
 	def(&o.CheckTimeout, 2*time.Minute)
+	if o.CompactEvery == 0 {
+		o.CompactEvery = time.Second
+	}
 	defInt(&o.SnapshotCount, 300)
 	defInt(&o.HeartbeatMs, 50)
 	defInt(&o.ElectionMs, 500)
@@ -108,6 +118,9 @@ func (o *Options) ReplayCommand() string {
 	}
 	cmd := fmt.Sprintf("go run ./cmd/metcd-chaos --seed %d --engine %s --members %d --duration %v --faults %s",
 		o.Seed, o.Engine, o.Size, o.Duration, strings.Join(faults, ","))
+	if o.CompactEvery != time.Second {
+		cmd += fmt.Sprintf(" --compact-every %v", o.CompactEvery)
+	}
 	if o.UnsafeSerializableReads {
 		cmd += " --unsafe-serializable-reads"
 	}
@@ -124,6 +137,8 @@ type Result struct {
 	FinalRev    int64         `json:"final_rev"`
 	Hashes      []string      `json:"hashes"` // per slot: "member <id>: <hash> @<rev>"
 	Rewatches   int           `json:"rewatches"`
+	Compactions int           `json:"compactions"` // compactions that succeeded
+	CompactRev  int64         `json:"compact_rev"` // the last one's revision
 	ProxyConns  int64         `json:"proxy_conns"`
 	ProxyResets int64         `json:"proxy_resets"`
 	Verdict     *Verdict      `json:"verdict"`
@@ -165,6 +180,9 @@ func (r *Result) Summary() string {
 			v.Checked, v.Pruned, resultName(v.Linearizable), v.CheckTime.Round(time.Millisecond))
 		fmt.Fprintf(&b, "; watch: %d revisions (%d..%d) on each of %d members, %d re-watches; %d lost acknowledged writes",
 			v.WatchEvents, r.StartRev+1, r.FinalRev, o.Size, r.Rewatches, len(v.Lost))
+	}
+	if o.CompactEvery > 0 {
+		fmt.Fprintf(&b, "; %d compactions (the last to revision %d)", r.Compactions, r.CompactRev)
 	}
 	if len(r.Hashes) > 0 {
 		fmt.Fprintf(&b, "; HashKV: %s", strings.Join(r.Hashes, ", "))
@@ -347,6 +365,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		id++
 	}
 	logf("%d clients on keys %s..%s, %d watchers from revision %d", id, keys[0], keys[len(keys)-1], len(watchers), res.StartRev+1)
+	if opts.CompactEvery > 0 {
+		cp := &compactor{cli: admin, watchers: watchers, every: opts.CompactEvery, timeout: opts.OpTimeout}
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			res.Compactions, res.CompactRev = cp.run(lctx)
+		}()
+	}
 
 	// Faults.
 	inj := &injector{c: c, rng: rand.New(rand.NewSource(opts.Seed)), admin: admin, logf: logf}

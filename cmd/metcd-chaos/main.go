@@ -51,6 +51,7 @@ func run() int {
 	flag.DurationVar(&o.HoldMax, "hold-max", 4*time.Second, "longest duration of a fault")
 	flag.DurationVar(&o.CheckTimeout, "check-timeout", 5*time.Minute, "porcupine's time limit")
 	flag.DurationVar(&o.RecoveryTimeout, "recovery-timeout", 90*time.Second, "how long the cluster may take to be healthy after a fault is healed")
+	flag.DurationVar(&o.CompactEvery, "compact-every", time.Second, "how often to compact the history to the oldest revision every watcher has received (negative: never)")
 	flag.IntVar(&o.SnapshotCount, "snapshot-count", 300, "--snapshot-count of the members")
 	flag.IntVar(&o.HeartbeatMs, "heartbeat-interval", 50, "--heartbeat-interval of the members (ms)")
 	flag.IntVar(&o.ElectionMs, "election-timeout", 500, "--election-timeout of the members (ms)")
