@@ -55,6 +55,10 @@ func (s *Server) applyLoop() {
 // restart, or a snapshot stream newer than its raft index): their data is
 // skipped, but membership changes still go to raft, which rebuilt its
 // configuration only from the snapshot.
+// testHookBeforeCompaction, if set (by tests, before any member starts),
+// runs in the apply loop before a compaction to revision rev is applied.
+var testHookBeforeCompaction func(s *Server, rev int64)
+
 func (s *Server) apply(ap *consensus.Apply) error {
 	if !raft.IsEmptySnap(ap.Snapshot) {
 		if err := ap.WaitPersisted(); err != nil {
@@ -79,10 +83,12 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	// The events of each new revision, for the watch hub once committed;
 	// with no watcher the hub is only told the new revision (a watcher
 	// created meanwhile catches up from the history, see Hub.Advance).
-	// They are read from the batch before a compaction in it, which hides
-	// the revisions it compacts from the history read, applies: etcd too
-	// delivers writes to caught-up watchers whatever a compaction after
-	// them removes.
+	// A batch with a compaction reads them in any case, and before the
+	// compaction applies, since it hides the revisions it compacts from
+	// the history: a watcher created meanwhile, which starts from the
+	// hub's revision, could not catch up, and one that existed would not
+	// get them. etcd too delivers writes to caught-up watchers whatever a
+	// compaction after them removes.
 	watching := s.hub.Watching()
 	var events [][]*mvccpb.Event
 	readEvents := func() error {
@@ -112,6 +118,10 @@ func (s *Server) apply(ap *consensus.Apply) error {
 				continue
 			}
 			if req.Compaction != nil {
+				if testHookBeforeCompaction != nil {
+					testHookBeforeCompaction(s, req.Compaction.Revision)
+				}
+				watching = true
 				if err := readEvents(); err != nil {
 					txn.Abort()
 					return err

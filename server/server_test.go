@@ -28,6 +28,7 @@ import (
 	"github.com/metcd/metcd/storage"
 	"github.com/metcd/metcd/storage/engines"
 	"github.com/metcd/metcd/storage/memory"
+	"github.com/metcd/metcd/watch"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
@@ -1280,5 +1281,85 @@ func TestCompactionInTheBatchOfItsWrites(t *testing.T) {
 		if err := putKey(m, ctx(t), []byte("after"), []byte("x")); err != nil {
 			t.Fatalf("member %d stopped: %v", m.ID(), err)
 		}
+	}
+}
+
+// TestWatcherCreatedWhileACompactionApplies: a watcher created from "now"
+// while a batch that holds writes and a compaction of them applies, on a
+// member that had no watcher, starts from the hub's revision, below the
+// compaction. It must get the batch's events, not be canceled as
+// compacted (it was: the batch read no events, having seen no watcher,
+// and the watcher was sent to catch up from the compacted history). etcd
+// never cancels a watcher from the current revision.
+func TestWatcherCreatedWhileACompactionApplies(t *testing.T) {
+	var mu sync.Mutex
+	type made struct {
+		w   *watch.Watcher
+		rev int64 // the compaction's
+	}
+	var watchers []made
+	testHookBeforeCompaction = func(s *Server, rev int64) {
+		w, err := s.Watch(&pb.WatchCreateRequest{Key: []byte("c/"), RangeEnd: []byte("c0")})
+		if err != nil {
+			t.Errorf("watch: %v", err)
+			return
+		}
+		mu.Lock()
+		watchers = append(watchers, made{w, rev})
+		mu.Unlock()
+	}
+	t.Cleanup(func() { testHookBeforeCompaction = nil }) // after the members stop
+	c := newTestCluster(t, 3)
+	s := c.members[c.waitLeader()-1]
+	atRisk := 0 // watchers starting below the compaction of their batch
+	for i := 0; i < 400 && atRisk < 5; i++ {
+		rev := s.Header().GetRevision()
+		var wg sync.WaitGroup
+		for _, k := range []string{"c/a", "c/b"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte(k), Value: []byte(fmt.Sprint(i))}); err != nil {
+					t.Errorf("put %s: %v", k, err)
+				}
+			}()
+		}
+		time.Sleep(200 * time.Microsecond)
+		if _, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: rev + 2}); err != nil && !errors.Is(err, mvcc.ErrFutureRev) {
+			t.Fatalf("compact to %d: %v", rev+2, err)
+		}
+		wg.Wait()
+		// Every member has applied the round: a put through each answers
+		// after its own apply.
+		for _, m := range c.members {
+			if _, err := m.Range(ctx(t), &pb.RangeRequest{Key: []byte("c/a")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		for _, m := range watchers {
+			if m.w.CreatedRev()+1 < m.rev {
+				// It starts below the compaction: its first response
+				// must be the batch's events.
+				atRisk++
+				select {
+				case r := <-m.w.C():
+					if r.Canceled || len(r.Events) == 0 {
+						mu.Unlock()
+						t.Fatalf("round %d: a watcher made at revision %d while a compaction to %d applied got %v, want the batch's events", i, m.w.CreatedRev(), m.rev, r)
+					}
+				case <-time.After(5 * time.Second):
+					mu.Unlock()
+					t.Fatalf("round %d: a watcher made at revision %d while a compaction to %d applied got nothing in 5s", i, m.w.CreatedRev(), m.rev)
+				}
+			}
+			m.w.Cancel()
+		}
+		watchers = watchers[:0]
+		mu.Unlock()
+	}
+	t.Logf("%d watchers started below the compaction of their batch", atRisk)
+	if atRisk == 0 {
+		t.Fatal("no round put writes and their compaction in one batch; the case was not exercised")
 	}
 }
