@@ -143,6 +143,9 @@ type Watcher struct {
 	progress bool
 	fragment bool
 	startRev int64
+	// createdRev is the hub's revision when the watcher was made: a
+	// watch from "now" gets only events above it.
+	createdRev int64
 
 	ch chan *pb.WatchResponse
 
@@ -155,6 +158,12 @@ type Watcher struct {
 
 // ID returns the watch id.
 func (w *Watcher) ID() int64 { return w.id }
+
+// CreatedRev is the hub's revision when the watcher was made, the
+// revision of its created response: a watcher from revision 0 gets only
+// events above it (etcd's header is the store's revision, and its start
+// the next one).
+func (w *Watcher) CreatedRev() int64 { return w.createdRev }
 
 // Fragment reports whether the watcher asked for fragmented responses
 // (see Fragments).
@@ -255,6 +264,7 @@ func (h *Hub) Watch(req *pb.WatchCreateRequest) (*Watcher, error) {
 		h.nextID++
 		w.id = h.nextID
 	}
+	w.createdRev = h.rev
 	if req.StartRevision == 0 || req.StartRevision > h.rev {
 		w.minRev = max(h.rev+1, req.StartRevision)
 		h.addSynced(w)

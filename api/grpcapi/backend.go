@@ -63,7 +63,7 @@ type Backend interface {
 	// Header is a response header at the member's current revision, for
 	// responses the backend does not build (watch, keepalive). The watch
 	// stream copies it (the backend may share it) and uses its revision
-	// for created and canceled responses; the revision should therefore
+	// for refusals and canceled responses; the revision should therefore
 	// not be below the hub's.
 	Header() *pb.ResponseHeader
 	// HasLeader reports whether the member knows a leader (for clients

@@ -31,6 +31,11 @@ type testBackend struct {
 	les       *lease.Lessor
 	hub       *watch.Hub
 	nextLease int64 // guarded by mu
+	// notified is the last revision the hub was told of; while holdHub is
+	// set, writes commit without telling it (as the apply loop's commit
+	// precedes its Notify), until releaseHub. Both guarded by mu.
+	notified int64
+	holdHub  bool
 
 	leader  atomic.Bool
 	learner atomic.Bool
@@ -62,6 +67,7 @@ func newTestBackend(t testing.TB) *testBackend {
 		eng: eng, kv: kv, ob: overlay.New(eng), les: les,
 		hub:       watch.NewHub(hist, kv.Rev(), watch.Options{SyncInterval: 10 * time.Millisecond}),
 		nextLease: 1000,
+		notified:  kv.Rev(),
 		fail:      make(map[string]error),
 	}
 	b.leader.Store(true)
@@ -86,7 +92,6 @@ func (b *testBackend) injected(method string) error {
 func (b *testBackend) write(fn func(ob *overlay.Batch) error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	before := b.kv.Rev()
 	if err := fn(b.ob); err != nil {
 		b.ob.Reset(b.eng)
 		if rerr := b.kv.Reload(b.eng); rerr != nil {
@@ -102,14 +107,37 @@ func (b *testBackend) write(fn func(ob *overlay.Batch) error) error {
 		panic(err)
 	}
 	b.ob.Reset(b.eng)
-	for rev := before + 1; rev <= b.kv.Rev(); rev++ {
+	if !b.holdHub {
+		b.notifyHub()
+	}
+	return nil
+}
+
+// notifyHub tells the hub of every committed revision it has not heard
+// of. b.mu held.
+func (b *testBackend) notifyHub() {
+	for rev := b.notified + 1; rev <= b.kv.Rev(); rev++ {
 		evs, err := b.kv.RevisionEvents(b.eng, rev)
 		if err != nil {
 			panic(err)
 		}
 		b.hub.Notify(rev, evs)
 	}
-	return nil
+	b.notified = b.kv.Rev()
+}
+
+// holdHubNotify makes writes commit without telling the hub until the
+// function it returns is called.
+func (b *testBackend) holdHubNotify() (release func()) {
+	b.mu.Lock()
+	b.holdHub = true
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.holdHub = false
+		b.notifyHub()
+	}
 }
 
 func (b *testBackend) fill(h *pb.ResponseHeader) *pb.ResponseHeader {

@@ -44,8 +44,10 @@
 //     Downgrade answers Unimplemented. The Lock and Election services
 //     are package recipes'; request metrics are the caller's interceptors.
 //   - The "hasleader" streams are watched per stream, not by one loop.
-//   - A created response's header revision is Backend.Header's, read just
-//     after the watcher is made (etcd also reads it after, from its store).
+//   - A created response's header revision is the hub's revision when the
+//     watcher was made (watch.Watcher.CreatedRev), so a watcher from
+//     revision 0 gets only events above it; etcd reads its store's
+//     revision just after, which can rarely be one write ahead.
 //   - A progress request that arrives while another is being answered is
 //     answered once that one is sent, by one more response; etcd answers
 //     each at once. As in etcd, there is no answer when a watcher is

@@ -288,9 +288,12 @@ func (ws *watchStream) create(creq *pb.WatchCreateRequest) {
 		return
 	}
 	sw := &streamWatcher{id: id, w: w, fragment: creq.GetFragment()}
-	// Like etcd, the created header is the member's revision read after
-	// the watcher exists.
-	created := &pb.WatchResponse{Header: ws.header(-1), WatchId: id, Created: true}
+	// The created header is the hub's revision when the watcher was made,
+	// so that a watcher from revision 0 gets only events above it, as in
+	// etcd. The member's committed revision can be ahead of the hub's
+	// (the hub hears of a batch after its commit), and a header read from
+	// it could claim revisions whose events were still to come.
+	created := &pb.WatchResponse{Header: ws.header(w.CreatedRev()), WatchId: id, Created: true}
 
 	ws.mu.Lock()
 	if ws.closed {

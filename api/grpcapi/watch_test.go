@@ -440,3 +440,28 @@ func TestProgressNotifyInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestCreatedHeaderIsTheHubRevision: a watcher from revision 0 gets only
+// events above its created response's header revision, as in etcd, even
+// when the member has committed a write the hub has not yet been told of
+// (the apply loop commits, then notifies). The header used to be the
+// committed revision, which claimed a revision whose event came after.
+func TestCreatedHeaderIsTheHubRevision(t *testing.T) {
+	e := newTestEnv(t, Options{})
+	before := e.put("k", "1")
+	release := e.b.holdHubNotify()
+	committed := e.put("k", "2") // committed; the hub has not heard of it
+	ws := e.rawWatch()
+	created := create(t, ws, &pb.WatchCreateRequest{Key: []byte("k")})
+	release()
+	if got := created.Header.GetRevision(); got != before {
+		t.Errorf("created header revision %d, want the hub's %d (the committed one is %d)", got, before, committed)
+	}
+	r := recv(t, ws)
+	if len(r.Events) != 1 || r.Events[0].Kv.ModRevision != committed {
+		t.Fatalf("want the event at %d, got %v", committed, r)
+	}
+	if r.Events[0].Kv.ModRevision <= created.Header.GetRevision() {
+		t.Errorf("event at %d, at or below the created header's revision %d", r.Events[0].Kv.ModRevision, created.Header.GetRevision())
+	}
+}
