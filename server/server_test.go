@@ -1213,6 +1213,32 @@ func TestMembershipChangesSeenByEveryMember(t *testing.T) {
 	}
 }
 
+// compactRound puts c/a and c/b at once through s and, 200µs later,
+// compacts to the revision the second of them gets, so that the three
+// often apply in one batch (on followers above all). It reports whether
+// the compaction went through (it is a future revision if it came first).
+func compactRound(t *testing.T, s *Server, round int) bool {
+	t.Helper()
+	rev := s.Header().GetRevision()
+	var wg sync.WaitGroup
+	for _, k := range []string{"c/a", "c/b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte(k), Value: []byte(fmt.Sprint(round))}); err != nil {
+				t.Errorf("round %d: put %s: %v", round, k, err)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Microsecond)
+	_, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: rev + 2})
+	if err != nil && !errors.Is(err, mvcc.ErrFutureRev) {
+		t.Fatalf("round %d: compact to %d: %v", round, rev+2, err)
+	}
+	wg.Wait()
+	return err == nil
+}
+
 // TestCompactionInTheBatchOfItsWrites: a compaction applied in the same
 // batch as the writes it compacts, while a watcher watches them, must not
 // stop the member (it did: the events of those writes were read after
@@ -1240,26 +1266,9 @@ func TestCompactionInTheBatchOfItsWrites(t *testing.T) {
 	defer w.Cancel()
 	compacted := 0
 	for i := 0; i < 60; i++ {
-		rev := s.Header().GetRevision()
-		var wg sync.WaitGroup
-		for _, k := range []string{"c/a", "c/b"} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte(k), Value: []byte(fmt.Sprint(i))}); err != nil {
-					t.Errorf("put %s: %v", k, err)
-				}
-			}()
-		}
-		time.Sleep(200 * time.Microsecond)
-		_, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: rev + 2})
-		if err != nil && !errors.Is(err, mvcc.ErrFutureRev) {
-			t.Fatalf("iteration %d: compact to %d: %v", i, rev+2, err)
-		}
-		if err == nil {
+		if compactRound(t, s, i) {
 			compacted++
 		}
-		wg.Wait()
 		if t.Failed() {
 			t.FailNow()
 		}
@@ -1313,22 +1322,7 @@ func TestWatcherCreatedWhileACompactionApplies(t *testing.T) {
 	s := c.members[c.waitLeader()-1]
 	atRisk := 0 // watchers starting below the compaction of their batch
 	for i := 0; i < 400 && atRisk < 5; i++ {
-		rev := s.Header().GetRevision()
-		var wg sync.WaitGroup
-		for _, k := range []string{"c/a", "c/b"} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte(k), Value: []byte(fmt.Sprint(i))}); err != nil {
-					t.Errorf("put %s: %v", k, err)
-				}
-			}()
-		}
-		time.Sleep(200 * time.Microsecond)
-		if _, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: rev + 2}); err != nil && !errors.Is(err, mvcc.ErrFutureRev) {
-			t.Fatalf("compact to %d: %v", rev+2, err)
-		}
-		wg.Wait()
+		compactRound(t, s, i)
 		// Every member has applied the round: a put through each answers
 		// after its own apply.
 		for _, m := range c.members {
