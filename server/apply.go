@@ -50,15 +50,15 @@ func (s *Server) applyLoop() {
 	}
 }
 
+// testHookBeforeCompaction, if set (by tests, before any member starts),
+// runs in the apply loop before a compaction to revision rev is applied.
+var testHookBeforeCompaction func(s *Server, rev int64)
+
 // apply installs a batch in one engine transaction. Entries at or below the
 // store's applied index are already in the engine (a durable engine after a
 // restart, or a snapshot stream newer than its raft index): their data is
 // skipped, but membership changes still go to raft, which rebuilt its
 // configuration only from the snapshot.
-// testHookBeforeCompaction, if set (by tests, before any member starts),
-// runs in the apply loop before a compaction to revision rev is applied.
-var testHookBeforeCompaction func(s *Server, rev int64)
-
 func (s *Server) apply(ap *consensus.Apply) error {
 	if !raft.IsEmptySnap(ap.Snapshot) {
 		if err := ap.WaitPersisted(); err != nil {
