@@ -237,9 +237,8 @@ func (l *Lessor) IsPrimary() bool {
 // forwards to the leader), ErrLeaseNotFound if there is no such lease or
 // it has already expired (its revoke is on its way through raft; like
 // etcd, the server answers only once the revoke is applied, or the leader
-// changed). A renewed lease
-// with a checkpointed remaining TTL is offered by DueCheckpoints for a
-// reset to 0.
+// changed). A renewed lease with a checkpointed remaining TTL is offered
+// by DueCheckpoints for a reset to 0.
 func (l *Lessor) Renew(id int64) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -264,8 +263,8 @@ func (l *Lessor) Renew(id int64) (int64, error) {
 
 // TimeToLive answers LeaseTimeToLive on the leader: the granted TTL, the
 // remaining TTL in whole seconds by the leader's clock (truncated toward
-// zero, as etcd, so 0 just past expiry and negative after), and with withKeys the attached keys in key
-// order. ErrNotPrimary on a follower, ErrLeaseNotFound for no such lease.
+// zero, as etcd, so 0 just past expiry and negative after), and with
+// withKeys the attached keys in key order. ErrNotPrimary on a follower, ErrLeaseNotFound for no such lease.
 func (l *Lessor) TimeToLive(id int64, withKeys bool) (granted, remaining int64, keys [][]byte, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

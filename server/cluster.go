@@ -236,5 +236,5 @@ func equalStrings(a, b []string) bool {
 // ClusterServer fills it: cluster, member and term, no revision (the
 // membership is not part of the key space).
 func (s *Server) clusterHeader() *pb.ResponseHeader {
-	return &pb.ResponseHeader{ClusterId: s.clusterID, MemberId: s.id, RaftTerm: s.node.Term()}
+	return s.fill(&pb.ResponseHeader{})
 }

@@ -213,19 +213,7 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 // one-member cluster. Unlike etcd, a peer counts as connected as soon as
 // its stream is up, not only after 5 s of it.
 func (s *Server) mayAddMember(learner bool) error {
-	s.memMu.RLock()
-	var voters []uint64
-	started := 0
-	for mid, m := range s.members {
-		if m.IsLearner {
-			continue
-		}
-		voters = append(voters, mid)
-		if m.Name != "" {
-			started++
-		}
-	}
-	s.memMu.RUnlock()
+	voters, started := s.votersExcept(0)
 	after := len(voters) + 1 // voters with a new voting member
 	if !learner && !(started == 1 && after == 2) && started < after/2+1 {
 		return fmt.Errorf("%w: %d of the %d voting members would have started", ErrNotEnoughStartedMembers, started, after)
@@ -233,13 +221,7 @@ func (s *Server) mayAddMember(learner bool) error {
 	if len(voters) == 1 {
 		return nil
 	}
-	connected := 0
-	for _, v := range voters {
-		if v == s.id || !s.tr.ActiveSince(v).IsZero() {
-			connected++
-		}
-	}
-	if connected < after/2+1 {
+	if connected := s.connectedOf(voters); connected < after/2+1 {
 		return fmt.Errorf("%w: member %d is connected to %d of the %d voting members there would be", ErrUnhealthy, s.id, connected, after)
 	}
 	return nil
@@ -281,18 +263,8 @@ func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
 func (s *Server) mayRemoveMember(id uint64) error {
 	s.memMu.RLock()
 	m, exists := s.members[id]
-	var voters []uint64 // the voting members other than id
-	started := 0        // of them, those that published their name
-	for mid, om := range s.members {
-		if mid == id || om.IsLearner {
-			continue
-		}
-		voters = append(voters, mid)
-		if om.Name != "" {
-			started++
-		}
-	}
 	s.memMu.RUnlock()
+	voters, started := s.votersExcept(id)
 	switch {
 	case !exists:
 		return fmt.Errorf("%w: id %d", ErrMemberNotFound, id)
@@ -303,16 +275,39 @@ func (s *Server) mayRemoveMember(id uint64) error {
 	case id != s.id && s.tr.ActiveSince(id).IsZero():
 		return nil // a member that is down is no part of the working quorum
 	}
-	connected := 0
-	for _, v := range voters {
-		if v == s.id || !s.tr.ActiveSince(v).IsZero() {
-			connected++
-		}
-	}
-	if connected < len(voters)/2+1 {
+	if connected := s.connectedOf(voters); connected < len(voters)/2+1 {
 		return fmt.Errorf("%w: %d of the %d voting members left are connected to member %d", ErrUnhealthy, connected, len(voters), s.id)
 	}
 	return nil
+}
+
+// votersExcept returns the voting members other than id (0: all of them)
+// and how many of those have started (published their name).
+func (s *Server) votersExcept(id uint64) (voters []uint64, started int) {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	for mid, m := range s.members {
+		if mid == id || m.IsLearner {
+			continue
+		}
+		voters = append(voters, mid)
+		if m.Name != "" {
+			started++
+		}
+	}
+	return voters, started
+}
+
+// connectedOf counts the members of ids this member is connected to,
+// itself included. A peer counts as soon as its stream is up.
+func (s *Server) connectedOf(ids []uint64) int {
+	n := 0
+	for _, id := range ids {
+		if id == s.id || !s.tr.ActiveSince(id).IsZero() {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {

@@ -66,10 +66,7 @@ func (s *Server) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusRes
 		IsLearner:        s.IsLearner(),
 		StorageVersion:   StorageVersion,
 		DowngradeInfo:    &pb.DowngradeInfo{},
-		DbSizeQuota:      s.quota(),
-	}
-	if s.cfg.QuotaBackendBytes < 0 {
-		resp.DbSizeQuota = s.cfg.QuotaBackendBytes // as etcd: the configured value
+		DbSizeQuota:      s.quota(), // as etcd: the configured value, negative when off
 	}
 	// etcd's errors, in its order and words: no leader, then each alarm
 	// as its protobuf text.
