@@ -115,7 +115,39 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		}
 	})
 	c.waitLeader()
+	c.waitFormed()
 	return c
+}
+
+// waitFormed waits until every member knows every member as started (its
+// name published) and is connected to every other: etcd's reconfiguration
+// checks refuse membership changes before that, and tests that change the
+// membership right after the start expect them to pass.
+func (c *testCluster) waitFormed() {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		formed := true
+		for _, s := range c.members {
+			started := 0
+			for _, m := range s.Members() {
+				if m.Name != "" {
+					started++
+				}
+				if m.ID != s.ID() && s.tr.ActiveSince(m.ID).IsZero() {
+					formed = false
+				}
+			}
+			formed = formed && started == len(c.members)
+		}
+		if formed {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the %d members did not all start and connect within 10s", len(c.members))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (c *testCluster) start(i int) {
@@ -992,27 +1024,6 @@ func TestRemoveKeepsAQuorum(t *testing.T) {
 	})
 }
 
-// waitStarted waits until every member of s's list has published its name.
-func waitStarted(t *testing.T, s *Server, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		started := 0
-		for _, m := range s.Members() {
-			if m.Name != "" {
-				started++
-			}
-		}
-		if started == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("members did not all publish their names: %+v", s.Members())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestAddKeepsAQuorum checks etcd's strict reconfiguration check on
 // additions: no member is added while a voter is down (the new member
 // would count toward the quorum before it runs), no voter is added that
@@ -1023,7 +1034,6 @@ func TestAddKeepsAQuorum(t *testing.T) {
 		c := newTestCluster(t, 3)
 		li := c.waitLeader()
 		p := c.members[li-1]
-		waitStarted(t, p, 3)
 		down := li%3 + 1
 		c.stop(int(down - 1))
 		deadline := time.Now().Add(10 * time.Second)
@@ -1053,7 +1063,6 @@ func TestAddKeepsAQuorum(t *testing.T) {
 		c := newTestCluster(t, 3)
 		li := c.waitLeader()
 		p := c.members[li-1]
-		waitStarted(t, p, 3)
 		// Three started voters stay a quorum of four and of five.
 		for _, want := range []uint64{4, 5} {
 			if id, err := p.addMember(ctx(t), 0, freeURL(t), false); err != nil || id != want {

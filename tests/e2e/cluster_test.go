@@ -559,7 +559,21 @@ func (c *Cluster) AddMember(via int, admin bool) int {
 	if admin {
 		path = "/admin/members/" + strconv.FormatUint(m.ID, 10)
 	}
-	r, err := c.Do(via, http.MethodPost, path, []byte(m.PeerURL))
+	// As etcd, a member refuses additions until every member has started
+	// and it is connected to them (503 unhealthy cluster, 409 not enough
+	// started members); right after a start or a restart that can take a
+	// moment: retry those refusals only.
+	var r Resp
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r, err = c.Do(via, http.MethodPost, path, []byte(m.PeerURL))
+		transient := err == nil && (r.Code == http.StatusServiceUnavailable && strings.Contains(r.Body, "unhealthy cluster") ||
+			r.Code == http.StatusConflict && strings.Contains(r.Body, "not enough started members"))
+		if !transient || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil || r.Code != http.StatusNoContent {
 		c.t.Fatalf("POST %s (%s) via member %d: %v %v, want 204", path, m.PeerURL, c.Members[via].ID, r, err)
 	}

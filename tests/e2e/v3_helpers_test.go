@@ -498,10 +498,19 @@ func (c *Cluster) AddMemberV3(t testing.TB, via int, learner bool) (int, *client
 		r   *clientv3.MemberAddResponse
 		err error
 	)
-	if learner {
-		r, err = cli.MemberAddAsLearner(ctx, []string{m.PeerURL})
-	} else {
-		r, err = cli.MemberAdd(ctx, []string{m.PeerURL})
+	// As etcd, a member refuses additions until every member has started
+	// and it is connected to them (the quorum check); right after a start
+	// or a restart that can take a moment: retry those refusals only.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if learner {
+			r, err = cli.MemberAddAsLearner(ctx, []string{m.PeerURL})
+		} else {
+			r, err = cli.MemberAdd(ctx, []string{m.PeerURL})
+		}
+		if !(isV3Err(err, rpctypes.ErrUnhealthy) || isV3Err(err, rpctypes.ErrMemberNotEnoughStarted)) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if err != nil {
 		t.Fatalf("MemberAdd(%s, learner=%v) via member %d: %v", m.PeerURL, learner, c.Members[via].ID, err)
