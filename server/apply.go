@@ -317,6 +317,7 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 	id := cc.GetNodeId()
 	s.memMu.RLock()
 	cur, isMember := s.members[id]
+	loaded := cur
 	wasRemoved := s.removed[id]
 	s.memMu.RUnlock()
 
@@ -381,6 +382,14 @@ func (s *Server) applyConfChange(cc *raftpb.ConfChange, txn *kvstore.Txn, alread
 	s.confState = s.node.ApplyConfChange(cc)
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
+		if alreadyApplied && isMember {
+			// Replayed after a restart: the record loaded from the engine
+			// is the member as of the applied index, with the name and
+			// client URLs it published since and any later update. The
+			// change's own record would drop those, and a member without
+			// a name counts as never started.
+			m = loaded
+		}
 		if !alreadyApplied {
 			if err := txn.PutMember(m); err != nil {
 				return r, false, err

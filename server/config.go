@@ -129,6 +129,9 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir must be set"))
 	}
+	if c.Join && c.RestoreFrom != "" {
+		errs = append(errs, errors.New("--restore-from starts a new cluster and cannot be combined with --join: a joining member gets its state from the cluster"))
+	}
 	if c.Engine.Open == nil {
 		errs = append(errs, errors.New("no storage engine"))
 	}

@@ -223,43 +223,79 @@ func (s *Server) Backup(ctx context.Context) (io.ReadCloser, int64, error) {
 // loadBackupFile checks a backup file and loads its key space and leases
 // into the empty engine eng.
 func loadBackupFile(path string, eng storage.Engine) error {
-	f, err := os.Open(path)
+	f, n, err := openBackup(path)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	size := fi.Size()
-	if size < backupTrailer || (size-sha256.Size)%512 != 0 {
-		return fmt.Errorf("restore: %s is not a metcd backup (size %d)", path, size)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.LimitReader(f, size-sha256.Size)); err != nil {
-		return fmt.Errorf("restore: read %s: %w", path, err)
-	}
-	want := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(f, want); err != nil {
-		return fmt.Errorf("restore: read %s: %w", path, err)
-	}
-	if !bytes.Equal(h.Sum(nil), want) {
-		return fmt.Errorf("restore: %s: SHA-256 mismatch: the file is damaged", path)
-	}
-	var lenBuf [8]byte
-	if _, err := f.ReadAt(lenBuf[:], size-backupTrailer); err != nil {
-		return fmt.Errorf("restore: read %s: %w", path, err)
-	}
-	n := int64(binary.BigEndian.Uint64(lenBuf[:]))
-	if n < 0 || n > size-backupTrailer || backupPadding(n) != size-backupTrailer-n {
-		return fmt.Errorf("restore: %s: bad stream length %d", path, n)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
+	defer f.Close()
 	if err := kvstore.LoadBackup(bufio.NewReaderSize(io.LimitReader(f, n), 1<<20), eng); err != nil {
 		return fmt.Errorf("restore: %s: %w", path, err)
 	}
 	return nil
+}
+
+// openBackup opens a backup file, checks its SHA-256 and trailer, and
+// returns it positioned at the state stream, with the stream's length.
+func openBackup(path string) (f *os.File, n int64, err error) {
+	f, err = os.Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("restore: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("restore: %w", err)
+	}
+	size := fi.Size()
+	if size < backupTrailer || (size-sha256.Size)%512 != 0 {
+		return nil, 0, fmt.Errorf("restore: %s is not a metcd backup (size %d)%s", path, size, etcdSnapshotHint(f))
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, size-sha256.Size)); err != nil {
+		return nil, 0, fmt.Errorf("restore: read %s: %w", path, err)
+	}
+	want := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(f, want); err != nil {
+		return nil, 0, fmt.Errorf("restore: read %s: %w", path, err)
+	}
+	if !bytes.Equal(h.Sum(nil), want) {
+		if hint := etcdSnapshotHint(f); hint != "" {
+			return nil, 0, fmt.Errorf("restore: %s is not a metcd backup%s", path, hint)
+		}
+		return nil, 0, fmt.Errorf("restore: %s: SHA-256 mismatch: the file is damaged", path)
+	}
+	var lenBuf [8]byte
+	if _, err := f.ReadAt(lenBuf[:], size-backupTrailer); err != nil {
+		return nil, 0, fmt.Errorf("restore: read %s: %w", path, err)
+	}
+	n = int64(binary.BigEndian.Uint64(lenBuf[:]))
+	if n < 0 || n > size-backupTrailer || backupPadding(n) != size-backupTrailer-n {
+		// etcd's snapshot files end in the SHA-256 of what precedes them
+		// too, so one gets this far.
+		return nil, 0, fmt.Errorf("restore: %s: bad stream length %d%s", path, n, etcdSnapshotHint(f))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, fmt.Errorf("restore: %w", err)
+	}
+	return f, n, nil
+}
+
+// etcdSnapshotHint says when f is an etcd snapshot (a bbolt file), which
+// does not restore into metcd.
+func etcdSnapshotHint(f *os.File) string {
+	// A bbolt file starts with a page header (16 bytes) and then its meta
+	// page, whose first field is the magic number, in the host's order.
+	var b [20]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return ""
+	}
+	const boltMagic = 0xED0CDAED
+	if binary.LittleEndian.Uint32(b[16:]) != boltMagic && binary.BigEndian.Uint32(b[16:]) != boltMagic {
+		return ""
+	}
+	return ": it is an etcd snapshot (a bbolt file); copy etcd's keys into metcd with etcdctl make-mirror instead (see README)"
 }

@@ -41,6 +41,8 @@ type Server struct {
 	lg        *zap.Logger
 	id        uint64
 	clusterID uint64
+	// restoring is set while Open starts a new member from a backup.
+	restoring bool
 
 	store  *kvstore.Store
 	mv     *mvcc.Store
@@ -151,9 +153,24 @@ func Open(cfg Config) (*Server, error) {
 	}()
 
 	selfURL := cfg.InitialCluster[cfg.ID-1]
+	if err := s.clearInterruptedRestore(); err != nil {
+		return nil, err
+	}
 	meta, err := s.checkDataDir()
 	if err != nil {
 		return nil, err
+	}
+	s.restoring = meta == nil && cfg.RestoreFrom != ""
+	if s.restoring {
+		// Check the whole file before anything is written.
+		f, _, err := openBackup(cfg.RestoreFrom)
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+	} else if cfg.RestoreFrom != "" {
+		lg.Warn("--restore-from ignored: the data dir already holds this member; a restore needs an empty data dir",
+			zap.String("data-dir", cfg.DataDir), zap.String("file", cfg.RestoreFrom))
 	}
 	// Fail on a taken peer port before anything is written.
 	if err := checkPortFree(selfURL, cfg.PeerListenAddr); err != nil {
@@ -173,6 +190,11 @@ func Open(cfg Config) (*Server, error) {
 		if err := fileutil.TouchDirAll(lg, cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 		}
+		if s.restoring {
+			if err := markRestore(cfg.DataDir); err != nil {
+				return nil, err
+			}
+		}
 		if err := writeMeta(cfg.DataDir, meta); err != nil {
 			return nil, err
 		}
@@ -187,6 +209,15 @@ func Open(cfg Config) (*Server, error) {
 	s.disk = disk
 	if err := s.openStore(boot); err != nil {
 		return nil, err
+	}
+	if s.restoring {
+		if !boot.Fresh {
+			// The marker went before the WAL, so this cannot be.
+			return nil, fmt.Errorf("restore: data dir %s already holds a raft log", cfg.DataDir)
+		}
+		if boot, err = s.sealRestore(boot); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.loadMembers(); err != nil {
 		return nil, err
@@ -370,12 +401,11 @@ func (s *Server) openStore(boot *consensus.Bootstrap) error {
 	if err != nil {
 		return err
 	}
-	if boot.Fresh && s.cfg.RestoreFrom != "" {
+	if s.restoring {
 		if err := loadBackupFile(s.cfg.RestoreFrom, eng); err != nil {
 			eng.Close()
 			return err
 		}
-		s.lg.Info("key space restored from backup", zap.String("file", s.cfg.RestoreFrom))
 	}
 	st, err := kvstore.Open(eng)
 	if err != nil {

@@ -53,6 +53,8 @@ type testCluster struct {
 	urls    []string
 	dirs    []string
 	members []*Server
+	// restoreFrom is every member's --restore-from.
+	restoreFrom string
 }
 
 func memConfig(t *testing.T, id uint64, urls []string, dir string) Config {
@@ -93,12 +95,18 @@ func TestDurableEngines(t *testing.T) {
 			t.Run("restart", TestRestartReplaysSnapshotAndWAL)
 			t.Run("join", TestJoinBySnapshotAndRemove)
 			t.Run("versions", TestVersionsAfterRestart)
+			t.Run("attributes", TestRestartKeepsMemberAttributes)
+			t.Run("restore", TestRestoredStateReachesNewMembers)
 		})
 	}
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
-	c := &testCluster{t: t}
+	return startTestCluster(&testCluster{t: t}, n)
+}
+
+func startTestCluster(c *testCluster, n int) *testCluster {
+	t := c.t
 	for i := 0; i < n; i++ {
 		c.urls = append(c.urls, freeURL(t))
 		c.dirs = append(c.dirs, t.TempDir())
@@ -152,7 +160,9 @@ func (c *testCluster) waitFormed() {
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
-	s, err := Open(memConfig(c.t, uint64(i+1), c.urls, c.dirs[i]))
+	cfg := memConfig(c.t, uint64(i+1), c.urls, c.dirs[i])
+	cfg.RestoreFrom = c.restoreFrom
+	s, err := Open(cfg)
 	if err != nil {
 		c.t.Fatalf("start member %d: %v", i+1, err)
 	}
@@ -1220,6 +1230,49 @@ func TestMembershipChangesSeenByEveryMember(t *testing.T) {
 			t.Fatalf("member %d lists %d members, want the 3 voters", s.ID(), len(resp.Members))
 		}
 	}
+}
+
+// TestRestartKeepsMemberAttributes restarts members before any snapshot,
+// so that they replay the conf changes that added everyone from the WAL.
+// On a durable engine those entries are already applied; the replay must
+// not replace the records the engine holds (names and client URLs
+// published since) with the bare ones the changes carry, or the other
+// members count as never started and membership changes are refused.
+func TestRestartKeepsMemberAttributes(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := range 3 {
+		c.stop(i)
+		c.start(i)
+		c.waitLeader()
+		s := c.members[i]
+		leader, _ := c.leaderAndFollowers()
+		commit := leader.MemberStatus().CommitIndex
+		// Judge once the member has replayed its log, and has its own
+		// name (published again if it had lost it).
+		deadline := time.Now().Add(10 * time.Second)
+		for (s.MemberStatus().AppliedIndex < commit || !hasName(s, s.ID())) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, m := range s.Members() {
+			if want := fmt.Sprintf("metcd-%d", m.ID); m.Name != want {
+				t.Fatalf("after restarting member %d it lists member %d with name %q, want %q: %+v", s.ID(), m.ID, m.Name, want, s.Members())
+			}
+		}
+	}
+	c.waitFormed()
+	leader, _ := c.leaderAndFollowers()
+	if _, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{freeURL(t)}, IsLearner: true}); err != nil {
+		t.Fatalf("add a learner after a rolling restart: %v", err)
+	}
+}
+
+func hasName(s *Server, id uint64) bool {
+	for _, m := range s.Members() {
+		if m.ID == id {
+			return m.Name != ""
+		}
+	}
+	return false
 }
 
 // compactRound puts c/a and c/b at once through s and, 200µs later,

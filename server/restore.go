@@ -1,0 +1,127 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/metcd/metcd/consensus"
+	"github.com/metcd/metcd/internal/fsutil"
+	"github.com/metcd/metcd/kvstore"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// restoreMarker is the file that marks a data dir whose restore from a
+// backup (--restore-from) has not finished. Until it is gone the data dir
+// holds part of a member, which must not start as if it were whole.
+const restoreMarker = "restore.incomplete"
+
+// clearInterruptedRestore empties a data dir whose restore did not finish
+// (a crash, a full disk), so that --restore-from starts it again; without
+// the flag it refuses the data dir.
+func (s *Server) clearInterruptedRestore() error {
+	dir := s.cfg.DataDir
+	if _, err := os.Stat(filepath.Join(dir, restoreMarker)); err != nil {
+		return nil
+	}
+	if s.cfg.RestoreFrom == "" {
+		return fmt.Errorf("data dir %s holds a restore from a backup that did not finish: start again with --restore-from, or empty the data dir", dir)
+	}
+	s.lg.Warn("an earlier restore into this data dir did not finish; starting it again", zap.String("data-dir", dir))
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("restore: clear %s: %w", dir, err)
+	}
+	// The marker goes last: a crash in between leaves it, and the next
+	// start clears the rest.
+	for _, e := range ents {
+		if e.Name() != restoreMarker {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("restore: clear %s: %w", dir, err)
+			}
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, restoreMarker)); err != nil {
+		return fmt.Errorf("restore: clear %s: %w", dir, err)
+	}
+	return fsutil.SyncDir(dir)
+}
+
+// markRestore creates the restore marker in a new data dir before anything
+// else is written there.
+func markRestore(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, restoreMarker), nil, 0o600); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return fsutil.SyncDir(dir)
+}
+
+// sealRestore makes the key space just loaded from a backup the state of a
+// raft snapshot, as etcdutl's restore does: the members of --cluster are
+// recorded in the engine with applied index n (the member count), a
+// snapshot at index n, term 1, with every member a voter, goes on disk,
+// and the WAL starts after it. The raft log then holds no entry at or
+// below n, so a member added later is sent the state rather than entries
+// replayed onto an empty engine, and a member whose engine is not durable
+// reloads the state from the snapshot's state file on every restart. Every
+// founding member writes the same state, so they agree from the start.
+//
+// It returns what the member would find on disk had it started from this
+// snapshot, and removes the restore marker once all of it is durable.
+func (s *Server) sealRestore(boot *consensus.Bootstrap) (*consensus.Bootstrap, error) {
+	n := uint64(len(s.cfg.InitialCluster))
+	cs := &raftpb.ConfState{}
+	txn := s.store.NewTxn()
+	for i, u := range s.cfg.InitialCluster {
+		id := uint64(i + 1)
+		if err := txn.PutMember(kvstore.Member{ID: id, PeerURL: u}); err != nil {
+			txn.Abort()
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+		cs.Voters = append(cs.Voters, id)
+	}
+	if err := txn.Commit(n, true); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if !s.store.Engine().Durable() {
+		view, err := s.store.View()
+		if err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+		pr, pw := statePipe()
+		go func() {
+			_, err := view.WriteTo(pw)
+			pw.CloseWithError(err)
+		}()
+		size, err := s.disk.SaveStateFrom(pr, n)
+		pr.CloseWithError(err)
+		view.Close()
+		if err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+		s.stateSize.Store(size)
+	}
+	term := uint64(1)
+	sn := &raftpb.Snapshot{Data: snapshotData, Metadata: &raftpb.SnapshotMetadata{ConfState: cs, Index: &n, Term: &term}}
+	if err := s.disk.SaveSnap(sn); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	commit := n
+	hs := &raftpb.HardState{Term: &term, Commit: &commit}
+	if err := s.disk.Save(hs, nil); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := s.disk.Sync(); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Remove(filepath.Join(s.cfg.DataDir, restoreMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := fsutil.SyncDir(s.cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	s.lg.Info("key space restored from backup", zap.String("file", s.cfg.RestoreFrom), zap.Uint64("snapshot-index", n))
+	return &consensus.Bootstrap{Metadata: boot.Metadata, Snapshot: sn, HardState: hs}, nil
+}
