@@ -3,11 +3,12 @@ package kvstore
 import (
 	"errors"
 	"fmt"
+
+	"github.com/metcd/metcd/mvcc"
 )
 
-// MaxKeyBytes is the longest key the store accepts. It keeps every engine
-// key within bbolt's 32 KiB limit, with room for metcd's own prefixes.
-const MaxKeyBytes = 16 << 10
+// MaxKeyBytes is the longest key the store accepts (mvcc.MaxKeyBytes).
+const MaxKeyBytes = mvcc.MaxKeyBytes
 
 var (
 	// ErrEmptyKey rejects a request without a key.
@@ -23,8 +24,8 @@ func ValidateKey(k []byte) error {
 	switch {
 	case len(k) == 0:
 		return ErrEmptyKey
-	case len(k) > MaxKeyBytes:
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrKeyTooLong, len(k), MaxKeyBytes)
+	case mvcc.StoredKeyLen(k) > MaxKeyBytes:
+		return fmt.Errorf("%w: %d bytes, the limit is %d (a 0x00 byte counts twice)", ErrKeyTooLong, len(k), MaxKeyBytes)
 	}
 	return nil
 }

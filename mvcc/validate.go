@@ -1,10 +1,31 @@
 package mvcc
 
 import (
+	"bytes"
+	"fmt"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/pkg/v3/adt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
+
+// MaxKeyBytes is the longest key a write may carry, counted as the index
+// stores it (StoredKeyLen). It keeps every engine key within bbolt's
+// 32 KiB limit, with room for the prefixes and the revision. Members on
+// different engines share one log, so the limit is the same on every
+// engine. etcd has none below --max-request-bytes, since its bbolt keys
+// are revisions; keys this long are rare.
+const MaxKeyBytes = 16 << 10
+
+// StoredKeyLen is the length of key as the index stores it: each 0x00
+// byte takes two (see appendEscaped).
+func StoredKeyLen(key []byte) int { return len(key) + bytes.Count(key, []byte{0}) }
+
+// ErrGRPCKeyTooLarge refuses a put of a key over MaxKeyBytes.
+var ErrGRPCKeyTooLarge = status.Error(codes.InvalidArgument,
+	fmt.Sprintf("etcdserver: key is too large (at most %d bytes, a 0x00 byte counting twice)", MaxKeyBytes))
 
 // Validation repeats the checks etcd's gRPC layer makes before a request
 // reaches its server, with the same rpctypes.ErrGRPC* errors. The Store's
@@ -26,11 +47,14 @@ func ValidateRange(r *pb.RangeRequest) error {
 	return nil
 }
 
-// ValidatePut checks a PutRequest: a key is required, ignore_value
-// forbids a value and ignore_lease a lease.
+// ValidatePut checks a PutRequest: a key is required and at most
+// MaxKeyBytes long, ignore_value forbids a value and ignore_lease a lease.
 func ValidatePut(r *pb.PutRequest) error {
 	if len(r.GetKey()) == 0 {
 		return rpctypes.ErrGRPCEmptyKey
+	}
+	if StoredKeyLen(r.GetKey()) > MaxKeyBytes {
+		return ErrGRPCKeyTooLarge
 	}
 	if r.GetIgnoreValue() && len(r.GetValue()) != 0 {
 		return rpctypes.ErrGRPCValueProvided

@@ -175,6 +175,39 @@ func (s *Server) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.M
 	return &pb.MoveLeaderResponse{}, nil // as etcd: no header
 }
 
+// HandOffLeadership moves leadership to the voter this member has been
+// connected to longest, as etcd does when a leader stops gracefully, so
+// that the others need not wait out an election timeout to notice it is
+// gone. It does nothing on a follower or a member that is the only voter,
+// and gives up at ctx's deadline or the request timeout, whichever comes
+// first.
+func (s *Server) HandOffLeadership(ctx context.Context) {
+	if !s.started() || !s.isLeader() {
+		return
+	}
+	var target uint64
+	var since time.Time
+	s.memMu.RLock()
+	for id, m := range s.members {
+		if id == s.id || m.IsLearner {
+			continue
+		}
+		if t := s.tr.ActiveSince(id); !t.IsZero() && (target == 0 || t.Before(since)) {
+			target, since = id, t
+		}
+	}
+	s.memMu.RUnlock()
+	if target == 0 {
+		return
+	}
+	start := time.Now()
+	if _, err := s.MoveLeader(ctx, &pb.MoveLeaderRequest{TargetID: target}); err != nil {
+		s.lg.Warn("leadership not handed off before stopping", zap.Uint64("to", target), zap.Error(err))
+		return
+	}
+	s.lg.Info("leadership handed off before stopping", zap.Uint64("to", target), zap.Duration("took", time.Since(start)))
+}
+
 // A backup file is laid out the way etcdctl's snapshot save expects of
 // etcd's (its size is a multiple of 512 plus a SHA-256):
 //

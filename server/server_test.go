@@ -97,6 +97,7 @@ func TestDurableEngines(t *testing.T) {
 			t.Run("versions", TestVersionsAfterRestart)
 			t.Run("attributes", TestRestartKeepsMemberAttributes)
 			t.Run("restore", TestRestoredStateReachesNewMembers)
+			t.Run("invalid", TestInvalidEntryRefusedAtApply)
 		})
 	}
 }
@@ -613,6 +614,24 @@ func TestInvalidEntryRefusedAtApply(t *testing.T) {
 	_, err := c.members[0].proposeInternal(ctx(t), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: nil, Value: []byte("x")}})
 	if !errors.Is(err, rpctypes.ErrGRPCEmptyKey) {
 		t.Fatalf("empty key at apply: got %v, want ErrGRPCEmptyKey", err)
+	}
+	// Keys over the limit: bbolt refuses keys over 32 KiB, so an engine
+	// commit of one would stop every bolt member, again at each restart.
+	// The second is over only as the index stores it (each 0x00 takes
+	// two bytes).
+	_, err = c.members[0].proposeInternal(ctx(t), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: bytes.Repeat([]byte("k"), 40000), Value: []byte("x")}})
+	if !errors.Is(err, mvcc.ErrGRPCKeyTooLarge) {
+		t.Fatalf("long key at apply: got %v, want ErrGRPCKeyTooLarge", err)
+	}
+	_, err = c.members[0].proposeInternal(ctx(t), &pb.InternalRaftRequest{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("short"), Value: []byte("x")}}},
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: bytes.Repeat([]byte{0}, mvcc.MaxKeyBytes/2+1), Value: []byte("x")}}},
+	}}})
+	if !errors.Is(err, mvcc.ErrGRPCKeyTooLarge) {
+		t.Fatalf("long key in a txn at apply: got %v, want ErrGRPCKeyTooLarge", err)
+	}
+	if _, err := getKey(c.members[0], ctx(t), []byte("short"), true); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("the refused txn's other put: %v, want not found", err)
 	}
 	for _, s := range c.members {
 		select {
@@ -1417,5 +1436,35 @@ func TestWatcherCreatedWhileACompactionApplies(t *testing.T) {
 	t.Logf("%d watchers started below the compaction of their batch", atRisk)
 	if atRisk == 0 {
 		t.Fatal("no round put writes and their compaction in one batch; the case was not exercised")
+	}
+}
+
+// TestHandOffLeadership checks that a leader about to stop hands
+// leadership to another voter, and that a follower does nothing.
+func TestHandOffLeadership(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader, followers := c.leaderAndFollowers()
+	followers[0].HandOffLeadership(ctx(t))
+	if l := c.waitLeader(); l != leader.ID() {
+		t.Fatalf("a follower's hand-off changed the leader from %d to %d", leader.ID(), l)
+	}
+	term := leader.MemberStatus().Term
+	leader.HandOffLeadership(ctx(t))
+	if leader.isLeader() {
+		t.Fatalf("member %d still leads after handing off", leader.ID())
+	}
+	for _, f := range followers {
+		// The one that did not take over learns of it by the new
+		// leader's first message.
+		deadline := time.Now().Add(5 * time.Second)
+		for l := f.Leader(); l == leader.ID() || l == 0; l = f.Leader() {
+			if time.Now().After(deadline) {
+				t.Fatalf("member %d sees leader %d after the hand-off, want one of the others", f.ID(), l)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if st := f.MemberStatus(); st.Term <= term {
+			t.Fatalf("member %d at term %d after the hand-off, want above %d", f.ID(), st.Term, term)
+		}
 	}
 }

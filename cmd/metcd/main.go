@@ -273,6 +273,12 @@ func run(args []string) error {
 	case err := <-serveErr:
 		exitErr = fmt.Errorf("client listener: %w", err)
 	}
+	if exitErr == nil {
+		// As etcd on a graceful stop: the next leader takes over now
+		// rather than an election timeout after this member goes quiet.
+		// The request timeout bounds the wait.
+		srv.HandOffLeadership(context.Background())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	mux.Shutdown(ctx)

@@ -263,6 +263,9 @@ func TestBadInput(t *testing.T) {
 	edge := strings.Repeat("e", 16*1024)
 	r, err = c.Put(0, edge, []byte("v"))
 	check("PUT 16 KiB key (the limit)", r, err, http.StatusNoContent)
+	// The index stores a 0x00 byte as two, and the limit counts them so.
+	r, err = c.Put(0, strings.Repeat("\x00", 8*1024+1), []byte("v"))
+	check("PUT 8 KiB + 1 key of 0x00 bytes", r, err, http.StatusBadRequest)
 
 	r, err = c.Put(0, "big", make([]byte, 2048))
 	check("PUT 2048-byte value with --max-request-bytes 1024", r, err, http.StatusRequestEntityTooLarge)

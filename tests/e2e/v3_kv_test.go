@@ -12,6 +12,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // revisionHeader is the header in which the curl API reports the MVCC
@@ -764,6 +766,12 @@ func TestV3Limits(t *testing.T) {
 		wantV3Err(t, "Put of 20000 bytes under --max-request-bytes 16384", err, rpctypes.ErrRequestTooLarge)
 		_, err = cli.Txn(ctx).Then(clientv3.OpPut("big/t1", strings.Repeat("b", 9000)), clientv3.OpPut("big/t2", strings.Repeat("b", 9000))).Commit()
 		wantV3Err(t, "Txn of 18000 bytes under --max-request-bytes 16384", err, rpctypes.ErrRequestTooLarge)
+		// Keys have a limit of their own (bbolt's keys are at most 32 KiB),
+		// counted as stored: 0x00 bytes count twice.
+		_, err = cli.Put(ctx, "big/"+strings.Repeat("\x00", 8*1024), "v")
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "key is too large") {
+			t.Errorf("Put of a key of 8 KiB of 0x00 bytes: %v, want InvalidArgument key is too large", err)
+		}
 		if g := mustV3Get(t, cli, "big/", clientv3.WithPrefix()); !slices.Equal(kvKeys(g.Kvs), []string{"big/ok"}) {
 			t.Errorf("after the refused requests: keys %q, want [big/ok]", kvKeys(g.Kvs))
 		}
