@@ -163,7 +163,14 @@ func (m *Mux) Shutdown(ctx context.Context) error {
 // request has content-type application/grpc (or application/grpc+proto,
 // ...). It answers the client's SETTINGS so that a gRPC client sends its
 // request, and records that it did.
+//
+// cmux keeps every byte a matcher reads, to replay it to the server that
+// takes the connection, so the matcher reads at most maxMatchBytes and
+// gives up at the first frame a client may not send before its first
+// request: a connection that streams frames without ever sending headers
+// would otherwise grow that buffer for as long as it stays open.
 func (m *Mux) matchGRPC(w io.Writer, r io.Reader) bool {
+	r = &io.LimitedReader{R: r, N: maxMatchBytes}
 	if !hasHTTP2Preface(r) {
 		return false
 	}
@@ -201,10 +208,19 @@ func (m *Mux) matchGRPC(w io.Writer, r io.Reader) bool {
 				return false
 			}
 			done = done || f.HeadersEnded()
+		case *http2.PingFrame, *http2.WindowUpdateFrame, *http2.PriorityFrame:
+		default:
+			// DATA, RST_STREAM, PUSH_PROMISE, GOAWAY or unknown before any
+			// request: not a gRPC client. The HTTP server answers it.
+			return false
 		}
 	}
 	return matched
 }
+
+// maxMatchBytes bounds what matchGRPC reads: a client's preface, SETTINGS,
+// WINDOW_UPDATE and first HEADERS take a few KiB at most.
+const maxMatchBytes = 1 << 20
 
 func hasHTTP2Preface(r io.Reader) bool {
 	var b [len(http2.ClientPreface)]byte

@@ -14,6 +14,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -208,4 +209,70 @@ func TestStreamWorkersAllBusy(t *testing.T) {
 			seen += len(r.Events)
 		}
 	}
+}
+
+// TestMuxBoundsWhatItMatches sends frames that never lead to a request.
+// cmux keeps what the gRPC matcher reads, so the matcher must give such a
+// connection up: at once on a DATA frame (the HTTP/2 server then ends it
+// as a protocol error), and after maxMatchBytes of PINGs (the HTTP/2
+// server then answers them). Before, it read on, and buffered, for as
+// long as the client sent.
+func TestMuxBoundsWhatItMatches(t *testing.T) {
+	e := newTestEnv(t, Options{})
+	dial := func() (net.Conn, *http2.Framer) {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+			t.Fatal(err)
+		}
+		fr := http2.NewFramer(c, c)
+		if err := fr.WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		return c, fr
+	}
+
+	t.Run("Data", func(t *testing.T) {
+		c, fr := dial()
+		go func() {
+			chunk := make([]byte, 16<<10)
+			for range 512 { // 8 MiB
+				if fr.WriteData(1, false, chunk) != nil {
+					return
+				}
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("a connection sending DATA before any request was kept open")
+		}
+	})
+
+	t.Run("Ping", func(t *testing.T) {
+		c, fr := dial()
+		go func() {
+			for i := range 2 * maxMatchBytes / 17 { // a PING frame is 17 bytes
+				var data [8]byte
+				data[0] = byte(i)
+				if fr.WritePing(false, data) != nil {
+					return
+				}
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rd := http2.NewFramer(io.Discard, c)
+		for {
+			f, err := rd.ReadFrame()
+			if err != nil {
+				t.Fatalf("no PING answered after %d bytes of PINGs: %v", 2*maxMatchBytes, err)
+			}
+			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
+				return
+			}
+		}
+	})
 }
