@@ -51,6 +51,11 @@ type Options struct {
 	// MaxRevsPerBatch bounds the number of revisions in one catch-up
 	// response (default 1000, etcd's watchBatchMaxRevs).
 	MaxRevsPerBatch int
+	// MaxBatchBytes bounds the size of the events of one catch-up
+	// response: it ends at the first revision boundary past it (default
+	// 8 MiB). Each catching-up watcher reads history on its own, so
+	// without it every one could hold a copy of a history of large values.
+	MaxBatchBytes int
 	// SyncInterval is how often watchers that are behind (or whose channel
 	// was full) are retried (default 100ms).
 	SyncInterval time.Duration
@@ -62,6 +67,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxRevsPerBatch <= 0 {
 		o.MaxRevsPerBatch = 1000
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 8 << 20
 	}
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = 100 * time.Millisecond
@@ -154,7 +162,25 @@ type Watcher struct {
 	minRev    int64 // the next revision this watcher has to receive
 	compacted int64 // != 0: a compaction cancel waits for room in ch
 	sent      bool  // a response was sent since the last progress tick
+	// batchBytes is the size of the last catch-up response's events.
+	batchBytes int
 }
+
+// eventBytes is about the memory an event holds: its keys and values,
+// plus a little for the rest.
+func eventBytes(ev *mvccpb.Event) int {
+	n := 64 + len(ev.GetKv().GetKey()) + len(ev.GetKv().GetValue())
+	if p := ev.GetPrevKv(); p != nil {
+		n += 64 + len(p.GetKey()) + len(p.GetValue())
+	}
+	return n
+}
+
+// maxQueuedBatchBytes bounds what catch-up responses a watcher's channel
+// holds, estimated from the last one's size: a reader that does not keep
+// up stops the catch-up there, and does not make the hub read history
+// ahead into memory.
+const maxQueuedBatchBytes = 8 << 20
 
 // ID returns the watch id.
 func (w *Watcher) ID() int64 { return w.id }
@@ -490,7 +516,7 @@ func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
 		h.mu.Unlock()
 		return false
 	}
-	if len(w.ch) == cap(w.ch) {
+	if len(w.ch) == cap(w.ch) || len(w.ch)*w.batchBytes >= maxQueuedBatchBytes {
 		h.mu.Unlock()
 		return false // still slow: retry on the next tick
 	}
@@ -503,10 +529,12 @@ func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
 	h.mu.Unlock()
 
 	var (
-		evs  []*mvccpb.Event
-		next = target + 1
-		revs int
-		last int64
+		evs   []*mvccpb.Event
+		next  = target + 1
+		revs  int
+		last  int64
+		size  int
+		limit = h.opts.MaxBatchBytes
 	)
 	err := h.hist.Events(from, w.key, w.end, func(ev *mvccpb.Event) bool {
 		r := ev.GetKv().GetModRevision()
@@ -517,7 +545,7 @@ func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
 			return true
 		}
 		if r != last {
-			if revs == h.opts.MaxRevsPerBatch {
+			if revs == h.opts.MaxRevsPerBatch || size >= limit {
 				next = r
 				return false
 			}
@@ -526,6 +554,7 @@ func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
 		}
 		if ev = w.shape(ev); ev != nil {
 			evs = append(evs, ev)
+			size += eventBytes(ev)
 		}
 		return true
 	})
@@ -552,6 +581,7 @@ func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
 		select {
 		case w.ch <- resp:
 			w.sent = true
+			w.batchBytes = size
 		default: // cannot happen (see above); read again later
 			return false
 		}

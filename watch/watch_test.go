@@ -33,8 +33,9 @@ func newFakeHistory() *fakeHistory {
 }
 
 type op struct {
-	del bool
-	key string
+	del  bool
+	key  string
+	size int // value size; 0: the revision as text
 }
 
 // write commits one revision with the given ops and returns its events.
@@ -52,6 +53,9 @@ func (f *fakeHistory) write(ops ...op) (int64, []*mvccpb.Event) {
 			delete(f.last, o.key)
 		} else {
 			kv := &mvccpb.KeyValue{Key: []byte(o.key), ModRevision: f.rev, CreateRevision: f.rev, Version: 1, Value: []byte(fmt.Sprint(f.rev))}
+			if o.size > 0 {
+				kv.Value = make([]byte, o.size)
+			}
 			if prev != nil {
 				kv.CreateRevision = prev.CreateRevision
 				kv.Version = prev.Version + 1
@@ -287,6 +291,47 @@ func TestCatchUpBatches(t *testing.T) {
 	for i, ev := range all {
 		if ev.Kv.ModRevision != int64(i/2+1) {
 			t.Fatalf("event %d at revision %d", i, ev.Kv.ModRevision)
+		}
+	}
+}
+
+// TestCatchUpBoundsWhatItQueues catches a watcher that does not read up
+// on a history of large values. Each catching-up watcher reads history on
+// its own, so the hub must stop at about maxQueuedBatchBytes queued (in
+// responses of about MaxBatchBytes) rather than hold the whole history
+// in the watcher's channel; read on, every revision arrives in order.
+func TestCatchUpBoundsWhatItQueues(t *testing.T) {
+	f := newFakeHistory()
+	opts := fastOpts()
+	opts.MaxBatchBytes = 1 << 20
+	h := NewHub(f, 0, opts)
+	defer h.Close()
+	const n, size = 100, 256 << 10 // 25 MiB of history
+	for range n {
+		put(f, h, op{key: "k", size: size})
+	}
+	w := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 1})
+	time.Sleep(300 * time.Millisecond) // 60 sync ticks
+	queued := 0
+	for range len(w.C()) {
+		for _, ev := range (<-w.C()).Events {
+			queued += len(ev.Kv.Value)
+		}
+	}
+	if limit := maxQueuedBatchBytes + 1<<20 + size; queued > limit {
+		t.Fatalf("%d bytes of values queued for a watcher that does not read, want at most %d", queued, limit)
+	}
+	next := int64(queued/size + 1)
+	for next <= n {
+		r := recv(t, w)
+		if b := len(r.Events) * size; b > 1<<20+size {
+			t.Fatalf("a catch-up response of %d bytes of values, want at most %d", b, 1<<20+size)
+		}
+		for _, ev := range r.Events {
+			if ev.Kv.ModRevision != next {
+				t.Fatalf("event at revision %d, want %d", ev.Kv.ModRevision, next)
+			}
+			next++
 		}
 	}
 }
