@@ -81,11 +81,26 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 	submitLeader := s.node.Leader()
 	pctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	if err := submit(pctx); err != nil {
+	err := submit(pctx)
+	for errors.Is(err, raft.ErrProposalDropped) {
+		// Dropped, so not in the log: safe to propose again. A leader
+		// drops proposals while it hands leadership over (move-leader, a
+		// graceful stop), which raft ends within an election timeout, and
+		// it knows no leader for a moment after; the write then goes to
+		// the new leader instead of failing.
+		if err = s.waitDropEnds(submitLeader, deadline); err != nil {
+			break
+		}
+		submitLeader = s.node.Leader()
+		err = submit(pctx)
+	}
+	if err != nil {
 		s.w.Trigger(id, nil)
 		switch {
 		case errors.Is(err, raft.ErrProposalDropped):
 			return result{}, ErrNoLeader
+		case errors.Is(err, ErrNoLeader), errors.Is(err, ErrTimeout), errors.Is(err, ErrStopped):
+			return result{}, err
 		case errors.Is(err, raft.ErrStopped):
 			return result{}, ErrStopped
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -317,4 +332,34 @@ func (s *Server) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) e
 		return s.node.ProposeConfChange(pctx, cc)
 	})
 	return err
+}
+
+// waitDropEnds waits, after a proposal was dropped while lead led, until
+// another leader is known or an election timeout has passed (raft aborts
+// a leadership transfer that takes longer); without a leader, as long as
+// a request waits for one. A proposal dropped until the
+// deadline has not been written, but the request has run out of time.
+func (s *Server) waitDropEnds(lead uint64, deadline time.Time) error {
+	if s.node.Leader() == 0 {
+		return s.waitLeader(deadline)
+	}
+	wait := min(time.Until(deadline), s.cfg.ElectionTimeout)
+	if wait <= 0 {
+		return ErrTimeout
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		changed := s.node.LeaderChanged()
+		if l := s.node.Leader(); l != lead {
+			return s.waitLeader(deadline)
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return s.waitLeader(deadline)
+		case <-s.stopc:
+			return ErrStopped
+		}
+	}
 }

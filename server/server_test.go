@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1466,5 +1467,50 @@ func TestHandOffLeadership(t *testing.T) {
 		if st := f.MemberStatus(); st.Term <= term {
 			t.Fatalf("member %d at term %d after the hand-off, want above %d", f.ID(), st.Term, term)
 		}
+	}
+}
+
+// TestWritesThroughLeaderTransfers writes through the leader while it
+// hands leadership over. raft drops proposals during a transfer; they are
+// not in the log, so the member proposes them again to the next leader
+// rather than answering "no leader" with a leader in place.
+func TestWritesThroughLeaderTransfers(t *testing.T) {
+	c := newTestCluster(t, 3)
+	var noLeader, other, ok atomic.Int64
+	for round := range 5 {
+		leader, followers := c.leaderAndFollowers()
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					err := putKey(leader, ctx(t), []byte(fmt.Sprintf("t/%d/%d/%d", round, g, i)), []byte("v"))
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case errors.Is(err, ErrNoLeader):
+						noLeader.Add(1)
+					default:
+						other.Add(1) // the outcome of a write pending at the change is unknown
+					}
+				}
+			})
+		}
+		time.Sleep(50 * time.Millisecond)
+		if _, err := leader.MoveLeader(ctx(t), &pb.MoveLeaderRequest{TargetID: followers[0].ID()}); err != nil {
+			t.Fatalf("round %d: move leader: %v", round, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+	}
+	t.Logf("%d writes succeeded, %d failed with an unknown outcome", ok.Load(), other.Load())
+	if n := noLeader.Load(); n != 0 {
+		t.Fatalf("%d writes answered no leader during leader transfers", n)
 	}
 }
