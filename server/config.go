@@ -121,7 +121,10 @@ func (c *Config) Validate() error {
 		if err := ValidatePeerURL(u); err != nil {
 			errs = append(errs, fmt.Errorf("peer URL %d: %w", i+1, err))
 		}
-		if seen[u] {
+		// A joining member's list only names members to ask and, at its
+		// id, its own URL, which may be that of a member removed before
+		// (a machine replaced on the same address).
+		if seen[u] && !c.Join {
 			errs = append(errs, fmt.Errorf("peer URL %q is listed twice", u))
 		}
 		seen[u] = true

@@ -1514,3 +1514,33 @@ func TestWritesThroughLeaderTransfers(t *testing.T) {
 		t.Fatalf("%d writes answered no leader during leader transfers", n)
 	}
 }
+
+// TestReplaceMemberOnItsAddress removes a member and brings a new one up
+// on the same peer URL under the next id, with the --cluster list an
+// operator has: the old list plus that URL again.
+func TestReplaceMemberOnItsAddress(t *testing.T) {
+	c := newTestCluster(t, 3)
+	if err := putKey(c.members[0], ctx(t), []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(2)
+	leader, _ := c.leaderAndFollowers()
+	if err := leader.RemoveMember(ctx(t), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.AddMember(ctx(t), 4, c.urls[2]); err != nil {
+		t.Fatal(err)
+	}
+	cfg := memConfig(t, 4, append(slices.Clone(c.urls), c.urls[2]), t.TempDir())
+	cfg.Join = true
+	s4, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("start the replacement on the removed member's URL: %v", err)
+	}
+	defer s4.Stop()
+	waitKey(t, s4, "k")
+	cfg.Join = false
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("a new cluster's list with a URL twice: %v, want listed twice", err)
+	}
+}
