@@ -241,7 +241,7 @@ func (d *diffStore) waitPhysical(t testing.TB) {
 // deleted before.
 func crashesEtcd(t testing.TB, d *diffStore, req *pb.TxnRequest) bool {
 	t.Helper()
-	if ValidateTxn(req, 0) != nil {
+	if validateTxn(req, 0, maxAppliedKeyBytes) != nil {
 		return false
 	}
 	w := d.s.Write(d.ob)

@@ -17,7 +17,7 @@ import (
 // in order as one write transaction, each seeing the writes before it. A
 // transaction that writes nothing (all reads, or deletes of absent keys)
 // keeps the revision. The request is validated first (ValidateTxn without
-// an op limit).
+// an op limit, and with the key limit of an entry being applied).
 //
 // A read-only transaction may be served outside the apply loop by running
 // it in a throwaway overlay.New(snapshot).
@@ -37,7 +37,7 @@ func (s *Store) TxnSkipRanges(b *overlay.Batch, req *pb.TxnRequest) (*pb.TxnResp
 }
 
 func (s *Store) txn(b *overlay.Batch, req *pb.TxnRequest, skipRanges bool) (*pb.TxnResponse, error) {
-	if err := ValidateTxn(req, 0); err != nil {
+	if err := validateTxn(req, 0, maxAppliedKeyBytes); err != nil {
 		return nil, err
 	}
 	w := s.Write(b)

@@ -11,13 +11,20 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// MaxKeyBytes is the longest key a write may carry, counted as the index
-// stores it (StoredKeyLen). It keeps every engine key within bbolt's
-// 32 KiB limit, with room for the prefixes and the revision. Members on
-// different engines share one log, so the limit is the same on every
-// engine. etcd has none below --max-request-bytes, since its bbolt keys
-// are revisions; keys this long are rare.
+// MaxKeyBytes is the longest key a new write may carry, counted as the
+// index stores it (StoredKeyLen). Members on different engines share one
+// log, so the limit is the same on every engine. etcd has none below
+// --max-request-bytes, since its bbolt keys are revisions; keys this long
+// are rare.
 const MaxKeyBytes = 16 << 10
+
+// maxAppliedKeyBytes is the longest key an entry may carry when applied:
+// bbolt's 32 KiB key limit, less room for the prefixes and the revision.
+// An entry over it could never be committed to a bolt engine, so it is
+// refused alike on every member. Between MaxKeyBytes and it, entries
+// committed before MaxKeyBytes was checked (by an older metcd) still
+// apply as they did when a member replays them.
+const maxAppliedKeyBytes = 32<<10 - 64
 
 // StoredKeyLen is the length of key as the index stores it: each 0x00
 // byte takes two (see appendEscaped).
@@ -47,13 +54,18 @@ func ValidateRange(r *pb.RangeRequest) error {
 	return nil
 }
 
-// ValidatePut checks a PutRequest: a key is required and at most
-// MaxKeyBytes long, ignore_value forbids a value and ignore_lease a lease.
-func ValidatePut(r *pb.PutRequest) error {
+// ValidatePut checks a PutRequest about to be proposed: a key is
+// required and at most MaxKeyBytes long, ignore_value forbids a value and
+// ignore_lease a lease.
+func ValidatePut(r *pb.PutRequest) error { return validatePut(r, MaxKeyBytes) }
+
+// validatePut is ValidatePut with a key limit: MaxKeyBytes before a put is
+// proposed, maxAppliedKeyBytes when it is applied.
+func validatePut(r *pb.PutRequest, maxKey int) error {
 	if len(r.GetKey()) == 0 {
 		return rpctypes.ErrGRPCEmptyKey
 	}
-	if StoredKeyLen(r.GetKey()) > MaxKeyBytes {
+	if StoredKeyLen(r.GetKey()) > maxKey {
 		return ErrGRPCKeyTooLarge
 	}
 	if r.GetIgnoreValue() && len(r.GetValue()) != 0 {
@@ -81,7 +93,13 @@ func ValidateDeleteRange(r *pb.DeleteRangeRequest) error {
 // twice or put and deleted (rpctypes.ErrGRPCDuplicateKey; see
 // checkIntervals for the exact rule, which is etcd's).
 func ValidateTxn(r *pb.TxnRequest, maxOps int) error {
-	if err := checkTxnRequest(r, maxOps, maxOps > 0); err != nil {
+	return validateTxn(r, maxOps, MaxKeyBytes)
+}
+
+// validateTxn is ValidateTxn with a key limit for its puts (see
+// validatePut).
+func validateTxn(r *pb.TxnRequest, maxOps, maxKey int) error {
+	if err := checkTxnRequest(r, maxOps, maxOps > 0, maxKey); err != nil {
 		return err
 	}
 	if _, _, err := checkIntervals(r.GetSuccess()); err != nil {
@@ -91,7 +109,7 @@ func ValidateTxn(r *pb.TxnRequest, maxOps int) error {
 	return err
 }
 
-func checkTxnRequest(r *pb.TxnRequest, maxOps int, limited bool) error {
+func checkTxnRequest(r *pb.TxnRequest, maxOps int, limited bool, maxKey int) error {
 	opc := max(len(r.GetCompare()), len(r.GetSuccess()), len(r.GetFailure()))
 	if limited && opc > maxOps {
 		return rpctypes.ErrGRPCTooManyOps
@@ -103,7 +121,7 @@ func checkTxnRequest(r *pb.TxnRequest, maxOps int, limited bool) error {
 	}
 	for _, ops := range [][]*pb.RequestOp{r.GetSuccess(), r.GetFailure()} {
 		for _, op := range ops {
-			if err := checkRequestOp(op, maxOps-opc, limited); err != nil {
+			if err := checkRequestOp(op, maxOps-opc, limited, maxKey); err != nil {
 				return err
 			}
 		}
@@ -111,16 +129,16 @@ func checkTxnRequest(r *pb.TxnRequest, maxOps int, limited bool) error {
 	return nil
 }
 
-func checkRequestOp(op *pb.RequestOp, maxOps int, limited bool) error {
+func checkRequestOp(op *pb.RequestOp, maxOps int, limited bool, maxKey int) error {
 	switch v := op.GetRequest().(type) {
 	case *pb.RequestOp_RequestRange:
 		return ValidateRange(v.RequestRange)
 	case *pb.RequestOp_RequestPut:
-		return ValidatePut(v.RequestPut)
+		return validatePut(v.RequestPut, maxKey)
 	case *pb.RequestOp_RequestDeleteRange:
 		return ValidateDeleteRange(v.RequestDeleteRange)
 	case *pb.RequestOp_RequestTxn:
-		return checkTxnRequest(v.RequestTxn, maxOps, limited)
+		return checkTxnRequest(v.RequestTxn, maxOps, limited, maxKey)
 	default:
 		return rpctypes.ErrGRPCKeyNotFound
 	}

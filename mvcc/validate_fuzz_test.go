@@ -194,8 +194,9 @@ func FuzzValidatePut(f *testing.F) {
 		if proto.Unmarshal(data, req) != nil {
 			return
 		}
-		verr := ValidatePut(req)
-		checkEtcdError(t, "ValidatePut", verr)
+		checkEtcdError(t, "ValidatePut", ValidatePut(req))
+		verr := validatePut(req, maxAppliedKeyBytes) // what Store.Put checks
+		checkEtcdError(t, "validatePut", verr)
 		e := newFuzzEnv(t)
 		before := e.s.Rev()
 		var prev *mvccpb.KeyValue
@@ -313,7 +314,7 @@ func FuzzValidateTxn(f *testing.F) {
 			return
 		}
 		checkEtcdError(t, "ValidateTxn", ValidateTxn(req, 128))
-		verr := ValidateTxn(req, 0) // Store.Txn checks without an op limit
+		verr := validateTxn(req, 0, maxAppliedKeyBytes) // what Store.Txn checks
 		checkEtcdError(t, "ValidateTxn(no limit)", verr)
 
 		// The member that answers the client (Txn) and the others

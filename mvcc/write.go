@@ -57,14 +57,15 @@ func (w *Write) End() {
 	}
 }
 
-// Put is etcd's Put: it validates req (ValidatePut), checks its lease and
+// Put is etcd's Put: it validates req (ValidatePut, with the longer key
+// limit of an entry being applied: maxAppliedKeyBytes), checks its lease and
 // ignore_value/ignore_lease (which need an existing key:
 // ErrKeyNotFound), and writes the key at the transaction's revision.
 func (w *Write) Put(req *pb.PutRequest) (*pb.PutResponse, error) {
 	if w.err != nil {
 		return nil, w.err
 	}
-	if err := ValidatePut(req); err != nil {
+	if err := validatePut(req, maxAppliedKeyBytes); err != nil {
 		return nil, err
 	}
 	if err := w.s.checkLease(req); err != nil {

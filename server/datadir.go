@@ -32,6 +32,10 @@ type memberMeta struct {
 	MemberID  uint64 `json:"member_id"`
 	ClusterID uint64 `json:"cluster_id,string"`
 	Engine    string `json:"engine"`
+	// Backup is set on the members of a cluster restored from a backup:
+	// the backup's SHA-256 (its last 32 bytes), in hex. It goes into the
+	// cluster id with the peer URLs, as etcd's cluster token does.
+	Backup string `json:"backup,omitempty"`
 }
 
 // readMeta returns the identity recorded in dir, or nil for a data dir that
@@ -92,11 +96,19 @@ func wasRemoved(dir string) bool {
 	return err == nil
 }
 
-// clusterIDFromURLs derives a cluster id from the initial peer URLs, so every
-// founding member computes the same one.
-func clusterIDFromURLs(urls []string) uint64 {
+// clusterIDFromURLs derives a cluster id from the initial peer URLs and,
+// for a cluster restored from a backup, the backup's hash, so every
+// founding member computes the same one. The hash keeps the members of a
+// restored cluster apart from those of the old cluster, or of a new one,
+// on the same URLs: their logs would otherwise look alike to raft (each
+// starts at term 1), and one could append to the other's.
+func clusterIDFromURLs(urls []string, backup string) uint64 {
 	sorted := append([]string(nil), urls...)
 	sort.Strings(sorted)
-	sum := sha256.Sum256([]byte("metcd\x00" + strings.Join(sorted, "\x00")))
+	seed := "metcd\x00" + strings.Join(sorted, "\x00")
+	if backup != "" {
+		seed += "\x00backup\x00" + backup
+	}
+	sum := sha256.Sum256([]byte(seed))
 	return binary.BigEndian.Uint64(sum[:8])
 }

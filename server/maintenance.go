@@ -178,13 +178,15 @@ func (s *Server) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.M
 // HandOffLeadership moves leadership to the voter this member has been
 // connected to longest, as etcd does when a leader stops gracefully, so
 // that the others need not wait out an election timeout to notice it is
-// gone. It does nothing on a follower or a member that is the only voter,
-// and gives up at ctx's deadline or the request timeout, whichever comes
-// first.
+// gone. It does nothing on a follower or a member that is the only voter.
+// It gives up after two election timeouts (raft abandons a transfer after
+// one; the target may be stopping too) or when ctx ends.
 func (s *Server) HandOffLeadership(ctx context.Context) {
 	if !s.started() || !s.isLeader() {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, 2*s.cfg.ElectionTimeout)
+	defer cancel()
 	var target uint64
 	var since time.Time
 	s.memMu.RLock()

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +31,11 @@ func (s *Server) clearInterruptedRestore() error {
 	if s.cfg.RestoreFrom == "" {
 		return fmt.Errorf("data dir %s holds a restore from a backup that did not finish: start again with --restore-from, or empty the data dir", dir)
 	}
+	// Keep the half-restored member (and its marker) if the file named
+	// now is no good either.
+	if _, err := checkBackup(s.cfg.RestoreFrom); err != nil {
+		return err
+	}
 	s.lg.Warn("an earlier restore into this data dir did not finish; starting it again", zap.String("data-dir", dir))
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -47,6 +54,55 @@ func (s *Server) clearInterruptedRestore() error {
 		return fmt.Errorf("restore: clear %s: %w", dir, err)
 	}
 	return fsutil.SyncDir(dir)
+}
+
+// checkBackup checks a whole backup file and returns its hash.
+func checkBackup(path string) (string, error) {
+	f, _, err := openBackup(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return backupHash(f)
+}
+
+// backupHash reads a backup's SHA-256, its last 32 bytes, as hex.
+func backupHash(f *os.File) (string, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	sum := make([]byte, sha256.Size)
+	if _, err := f.ReadAt(sum, fi.Size()-sha256.Size); err != nil {
+		return "", fmt.Errorf("restore: read %s: %w", f.Name(), err)
+	}
+	return hex.EncodeToString(sum), nil
+}
+
+// checkRestoredFrom accepts --restore-from on a data dir that already holds
+// a member only when that member was restored from this very backup: a
+// restart with the flags it was first started with. Anything else is a
+// mistake that would otherwise go unnoticed (a data dir not emptied
+// before a restore), so it is refused.
+func (s *Server) checkRestoredFrom(meta *memberMeta) error {
+	dir, file := s.cfg.DataDir, s.cfg.RestoreFrom
+	if meta.Backup == "" {
+		return fmt.Errorf("restore: data dir %s already holds member %d of a cluster that was not restored from a backup: a restore needs an empty data dir", dir, meta.MemberID)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("restore: data dir %s already holds a restored member; to restart it, drop --restore-from: %w", dir, err)
+	}
+	defer f.Close()
+	h, err := backupHash(f)
+	if err != nil {
+		return err
+	}
+	if h != meta.Backup {
+		return fmt.Errorf("restore: data dir %s already holds a member restored from another backup: a restore needs an empty data dir", dir)
+	}
+	s.lg.Info("data dir already restored from this backup; starting the member it holds", zap.String("data-dir", dir), zap.String("file", file))
+	return nil
 }
 
 // markRestore creates the restore marker in a new data dir before anything

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // saveBackup writes a backup of s to a file, as etcdctl snapshot save does.
@@ -91,8 +93,14 @@ func TestRestoredStateReachesNewMembers(t *testing.T) {
 			t.Fatalf("member added after the restore lacks restored key k%d: %v", i, err)
 		}
 	}
-	if rev := s4.Header().Revision; rev != srcRev+1 {
-		t.Fatalf("member added after the restore is at revision %d, want %d", rev, srcRev+1)
+	// A range's header is the revision of the state it read (Header may
+	// still be the one before the install for a moment).
+	resp, err := s4.Range(ctx(t), &pb.RangeRequest{Key: []byte("after"), Serializable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Revision != srcRev+1 || len(resp.Kvs) != 1 || resp.Kvs[0].ModRevision != srcRev+1 {
+		t.Fatalf("member added after the restore: %v, want header and key at revision %d", resp, srcRev+1)
 	}
 
 	// Restarted with the same flags, --restore-from included: the flag
@@ -144,14 +152,50 @@ func TestRestoreLeavesNoHalfMember(t *testing.T) {
 	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "did not finish") {
 		t.Fatalf("start on an interrupted restore without --restore-from: %v, want a refusal", err)
 	}
+	// A bad file named now leaves the half-restored member as it is.
+	cfg.RestoreFrom = backup + ".typo"
+	if _, err := Open(cfg); err == nil {
+		t.Fatal("restore over an interrupted one from a missing file succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, restoreMarker)); err != nil {
+		t.Fatalf("a restore from a missing file removed the marker of an interrupted one: %v", err)
+	}
 	cfg.RestoreFrom = backup
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("restore again over an interrupted one: %v", err)
 	}
-	defer s.Stop()
 	waitKey(t, s, "k")
 	if _, err := os.Stat(filepath.Join(dir, restoreMarker)); !os.IsNotExist(err) {
 		t.Fatalf("the restore marker is still there after the restore (stat: %v)", err)
+	}
+	// A restored cluster is not the cluster a fresh start on the same
+	// URLs makes: the backup's hash is part of its id.
+	if got, fresh := s.MemberStatus().ClusterID, fmt.Sprintf("%x", clusterIDFromURLs(urls, "")); got == fresh {
+		t.Fatalf("restored cluster id %s is the one of a new cluster on the same URLs", got)
+	}
+	if err := putKey(s, ctx(t), []byte("k2"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	other := saveBackup(t, s)
+	s.Stop()
+
+	// Restarted with the flags it was started with: the member it holds.
+	s, err = Open(cfg)
+	if err != nil {
+		t.Fatalf("restart of a restored member with its --restore-from: %v", err)
+	}
+	waitKey(t, s, "k2")
+	s.Stop()
+	// Any other --restore-from on a data dir that holds a member is a
+	// data dir not emptied before a restore.
+	cfg.RestoreFrom = other
+	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "another backup") {
+		t.Fatalf("restore from another backup onto a restored member: %v, want a refusal", err)
+	}
+	srcCfg := memConfig(t, 1, src.urls, src.dirs[0])
+	srcCfg.RestoreFrom = backup
+	if _, err := Open(srcCfg); err == nil || !strings.Contains(err.Error(), "not restored") {
+		t.Fatalf("restore onto a member of a cluster never restored: %v, want a refusal", err)
 	}
 }

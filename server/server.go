@@ -41,8 +41,10 @@ type Server struct {
 	lg        *zap.Logger
 	id        uint64
 	clusterID uint64
-	// restoring is set while Open starts a new member from a backup.
-	restoring bool
+	// restoring is set while Open starts a new member from a backup, whose
+	// hash is backupHash.
+	restoring  bool
+	backupHash string
 
 	store  *kvstore.Store
 	mv     *mvcc.Store
@@ -161,16 +163,16 @@ func Open(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.restoring = meta == nil && cfg.RestoreFrom != ""
-	if s.restoring {
+	switch {
+	case s.restoring:
 		// Check the whole file before anything is written.
-		f, _, err := openBackup(cfg.RestoreFrom)
-		if err != nil {
+		if s.backupHash, err = checkBackup(cfg.RestoreFrom); err != nil {
 			return nil, err
 		}
-		f.Close()
-	} else if cfg.RestoreFrom != "" {
-		lg.Warn("--restore-from ignored: the data dir already holds this member; a restore needs an empty data dir",
-			zap.String("data-dir", cfg.DataDir), zap.String("file", cfg.RestoreFrom))
+	case cfg.RestoreFrom != "":
+		if err := s.checkRestoredFrom(meta); err != nil {
+			return nil, err
+		}
 	}
 	// Fail on a taken peer port before anything is written.
 	if err := checkPortFree(selfURL, cfg.PeerListenAddr); err != nil {
@@ -185,7 +187,8 @@ func Open(cfg Config) (*Server, error) {
 			}
 			meta.ClusterID = joinInfo.ClusterID
 		} else {
-			meta.ClusterID = clusterIDFromURLs(cfg.InitialCluster)
+			meta.Backup = s.backupHash
+			meta.ClusterID = clusterIDFromURLs(cfg.InitialCluster, meta.Backup)
 		}
 		if err := fileutil.TouchDirAll(lg, cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
@@ -339,7 +342,7 @@ func (s *Server) checkDataDir() (*memberMeta, error) {
 			dir, meta.Engine, s.cfg.Engine.Name, meta.Engine, s.cfg.Engine.Name)
 	}
 	if !s.cfg.Join {
-		if cid := clusterIDFromURLs(s.cfg.InitialCluster); cid != meta.ClusterID {
+		if cid := clusterIDFromURLs(s.cfg.InitialCluster, meta.Backup); cid != meta.ClusterID {
 			return nil, fmt.Errorf("data dir %s belongs to cluster %x, but --cluster describes cluster %x: start with the --cluster list the member was created with", dir, meta.ClusterID, cid)
 		}
 	}

@@ -616,23 +616,33 @@ func TestInvalidEntryRefusedAtApply(t *testing.T) {
 	if !errors.Is(err, rpctypes.ErrGRPCEmptyKey) {
 		t.Fatalf("empty key at apply: got %v, want ErrGRPCEmptyKey", err)
 	}
-	// Keys over the limit: bbolt refuses keys over 32 KiB, so an engine
-	// commit of one would stop every bolt member, again at each restart.
-	// The second is over only as the index stores it (each 0x00 takes
-	// two bytes).
+	// Keys over the limit entries get at apply: bbolt refuses keys over
+	// 32 KiB, so an engine commit of one would stop every bolt member,
+	// again at each restart. The second is over only as the index stores
+	// it (each 0x00 takes two bytes).
 	_, err = c.members[0].proposeInternal(ctx(t), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: bytes.Repeat([]byte("k"), 40000), Value: []byte("x")}})
 	if !errors.Is(err, mvcc.ErrGRPCKeyTooLarge) {
 		t.Fatalf("long key at apply: got %v, want ErrGRPCKeyTooLarge", err)
 	}
 	_, err = c.members[0].proposeInternal(ctx(t), &pb.InternalRaftRequest{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{
 		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("short"), Value: []byte("x")}}},
-		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: bytes.Repeat([]byte{0}, mvcc.MaxKeyBytes/2+1), Value: []byte("x")}}},
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: bytes.Repeat([]byte{0}, mvcc.MaxKeyBytes+1), Value: []byte("x")}}},
 	}}})
 	if !errors.Is(err, mvcc.ErrGRPCKeyTooLarge) {
 		t.Fatalf("long key in a txn at apply: got %v, want ErrGRPCKeyTooLarge", err)
 	}
 	if _, err := getKey(c.members[0], ctx(t), []byte("short"), true); !errors.Is(err, ErrKeyNotFound) {
 		t.Fatalf("the refused txn's other put: %v, want not found", err)
+	}
+	// A key over the limit of new requests but under that of entries
+	// being applied, as an older metcd may have committed: applied, so
+	// that a member replaying its log does as the others did.
+	mid := bytes.Repeat([]byte("m"), mvcc.MaxKeyBytes+1000)
+	if _, err := c.members[0].proposeInternal(ctx(t), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: mid, Value: []byte("x")}}); err != nil {
+		t.Fatalf("entry with a %d-byte key: %v, want it applied", len(mid), err)
+	}
+	if err := mvcc.ValidatePut(&pb.PutRequest{Key: mid, Value: []byte("y")}); !errors.Is(err, mvcc.ErrGRPCKeyTooLarge) {
+		t.Fatalf("a new put of a %d-byte key: %v, want ErrGRPCKeyTooLarge", len(mid), err)
 	}
 	for _, s := range c.members {
 		select {

@@ -276,8 +276,17 @@ func run(args []string) error {
 	if exitErr == nil {
 		// As etcd on a graceful stop: the next leader takes over now
 		// rather than an election timeout after this member goes quiet.
-		// The request timeout bounds the wait.
-		srv.HandOffLeadership(context.Background())
+		// Two election timeouts bound the wait; a second signal ends it.
+		hctx, hcancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-sigc:
+				hcancel()
+			case <-hctx.Done():
+			}
+		}()
+		srv.HandOffLeadership(hctx)
+		hcancel()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
