@@ -80,13 +80,7 @@ func TestRestoredStateReachesNewMembers(t *testing.T) {
 	if err := leader.AddMember(ctx(t), 4, newURL); err != nil {
 		t.Fatal(err)
 	}
-	cfg := memConfig(t, 4, append(append([]string(nil), c.urls...), newURL), t.TempDir())
-	cfg.Join = true
-	s4, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s4.Stop()
+	s4 := c.startJoining(4, newURL)
 	waitKey(t, s4, "after")
 	for i := range 20 {
 		if _, err := getKey(s4, ctx(t), []byte(fmt.Sprintf("k%d", i)), false); err != nil {

@@ -171,6 +171,20 @@ func (c *testCluster) start(i int) {
 	c.members[i] = s
 }
 
+// startJoining starts member id on peer URL u with --join, after the
+// cluster added it; it is stopped when the test ends.
+func (c *testCluster) startJoining(id uint64, u string) *Server {
+	c.t.Helper()
+	cfg := memConfig(c.t, id, append(slices.Clone(c.urls), u), c.t.TempDir())
+	cfg.Join = true
+	s, err := Open(cfg)
+	if err != nil {
+		c.t.Fatalf("start member %d with --join on %s: %v", id, u, err)
+	}
+	c.t.Cleanup(s.Stop)
+	return s
+}
+
 func (c *testCluster) stop(i int) {
 	c.members[i].Stop()
 	c.members[i] = nil
@@ -1533,23 +1547,19 @@ func TestReplaceMemberOnItsAddress(t *testing.T) {
 	if err := putKey(c.members[0], ctx(t), []byte("k"), []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	c.stop(2)
-	leader, _ := c.leaderAndFollowers()
-	if err := leader.RemoveMember(ctx(t), 3); err != nil {
+	leader, followers := c.leaderAndFollowers()
+	gone := followers[0].ID()
+	u := c.urls[gone-1]
+	c.stop(int(gone - 1))
+	if err := leader.RemoveMember(ctx(t), gone); err != nil {
 		t.Fatal(err)
 	}
-	if err := leader.AddMember(ctx(t), 4, c.urls[2]); err != nil {
+	if err := leader.AddMember(ctx(t), 4, u); err != nil {
 		t.Fatal(err)
 	}
-	cfg := memConfig(t, 4, append(slices.Clone(c.urls), c.urls[2]), t.TempDir())
-	cfg.Join = true
-	s4, err := Open(cfg)
-	if err != nil {
-		t.Fatalf("start the replacement on the removed member's URL: %v", err)
-	}
-	defer s4.Stop()
+	s4 := c.startJoining(4, u)
 	waitKey(t, s4, "k")
-	cfg.Join = false
+	cfg := memConfig(t, 4, append(slices.Clone(c.urls), u), t.TempDir())
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "listed twice") {
 		t.Fatalf("a new cluster's list with a URL twice: %v, want listed twice", err)
 	}
