@@ -264,7 +264,8 @@ func (l *Lessor) Renew(id int64) (int64, error) {
 // TimeToLive answers LeaseTimeToLive on the leader: the granted TTL, the
 // remaining TTL in whole seconds by the leader's clock (truncated toward
 // zero, as etcd, so 0 just past expiry and negative after), and with
-// withKeys the attached keys in key order. ErrNotPrimary on a follower, ErrLeaseNotFound for no such lease.
+// withKeys the attached keys in key order. ErrNotPrimary on a follower,
+// ErrLeaseNotFound for no such lease.
 func (l *Lessor) TimeToLive(id int64, withKeys bool) (granted, remaining int64, keys [][]byte, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -561,20 +561,9 @@ func (s *Server) snapshot(index uint64, cs *raftpb.ConfState, durable bool, view
 	switch {
 	case view != nil:
 		defer view.Close()
-		pr, pw := statePipe()
-		written := make(chan struct{})
-		go func() {
-			defer close(written)
-			_, err := view.WriteTo(pw)
-			pw.CloseWithError(err)
-		}()
-		n, err := s.disk.SaveStateFrom(pr, view.Applied())
-		pr.CloseWithError(err)
-		<-written
-		if err != nil {
+		if err := s.saveStateFile(view); err != nil {
 			return err
 		}
-		s.stateSize.Store(n)
 		index = view.Applied()
 	case durable:
 		if err := s.store.Sync(); err != nil {
@@ -675,3 +664,23 @@ func (s *Server) startSnapshotSend(m *raftpb.Message) {
 // ahead, so the engine's scan overlaps with the socket or file writes
 // instead of taking turns with them as through io.Pipe.
 func statePipe() (*pipe.Reader, *pipe.Writer) { return pipe.New(8, 1<<20) }
+
+// saveStateFile writes view's state stream as the state file of the
+// snapshot at its applied index, and records its size.
+func (s *Server) saveStateFile(view *kvstore.View) error {
+	pr, pw := statePipe()
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		_, err := view.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	n, err := s.disk.SaveStateFrom(pr, view.Applied())
+	pr.CloseWithError(err)
+	<-written
+	if err != nil {
+		return err
+	}
+	s.stateSize.Store(n)
+	return nil
+}

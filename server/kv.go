@@ -97,8 +97,6 @@ func (s *Server) propose(ctx context.Context, id uint64, submit func(context.Con
 	if err != nil {
 		s.w.Trigger(id, nil)
 		switch {
-		case errors.Is(err, raft.ErrProposalDropped):
-			return result{}, ErrNoLeader
 		case errors.Is(err, ErrNoLeader), errors.Is(err, ErrTimeout), errors.Is(err, ErrStopped):
 			return result{}, err
 		case errors.Is(err, raft.ErrStopped):

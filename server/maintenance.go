@@ -263,8 +263,14 @@ func loadBackupFile(path string, eng storage.Engine) error {
 		return err
 	}
 	defer f.Close()
-	if err := kvstore.LoadBackup(bufio.NewReaderSize(io.LimitReader(f, n), 1<<20), eng); err != nil {
-		return fmt.Errorf("restore: %s: %w", path, err)
+	return loadBackupStream(f, n, eng)
+}
+
+// loadBackupStream loads the state stream of the backup f, checked by
+// openBackup, n bytes long, into the empty engine eng.
+func loadBackupStream(f *os.File, n int64, eng storage.Engine) error {
+	if err := kvstore.LoadBackup(bufio.NewReaderSize(io.NewSectionReader(f, 0, n), 1<<20), eng); err != nil {
+		return fmt.Errorf("restore: %s: %w", f.Name(), err)
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func (s *Server) clearInterruptedRestore() error {
 	}
 	// Keep the half-restored member (and its marker) if the file named
 	// now is no good either.
-	if _, err := checkBackup(s.cfg.RestoreFrom); err != nil {
+	if err := s.openRestoreFile(); err != nil {
 		return err
 	}
 	s.lg.Warn("an earlier restore into this data dir did not finish; starting it again", zap.String("data-dir", dir))
@@ -56,14 +56,39 @@ func (s *Server) clearInterruptedRestore() error {
 	return fsutil.SyncDir(dir)
 }
 
-// checkBackup checks a whole backup file and returns its hash.
-func checkBackup(path string) (string, error) {
-	f, _, err := openBackup(path)
-	if err != nil {
-		return "", err
+// backupFile is a backup checked whole (openBackup), kept open from the
+// check to the load so that it is read through once more, not twice.
+type backupFile struct {
+	f    *os.File
+	n    int64  // length of the state stream
+	hash string // the SHA-256 in hex (backupHash)
+}
+
+// openRestoreFile checks --restore-from's file and keeps it open for the
+// restore; a second call keeps the first one's.
+func (s *Server) openRestoreFile() error {
+	if s.backup != nil {
+		return nil
 	}
-	defer f.Close()
-	return backupHash(f)
+	f, n, err := openBackup(s.cfg.RestoreFrom)
+	if err != nil {
+		return err
+	}
+	h, err := backupHash(f)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	s.backup = &backupFile{f: f, n: n, hash: h}
+	return nil
+}
+
+// closeRestoreFile closes the file openRestoreFile kept, if any.
+func (s *Server) closeRestoreFile() {
+	if s.backup != nil {
+		s.backup.f.Close()
+		s.backup = nil
+	}
 }
 
 // backupHash reads a backup's SHA-256, its last 32 bytes, as hex.
@@ -146,18 +171,11 @@ func (s *Server) sealRestore(boot *consensus.Bootstrap) (*consensus.Bootstrap, e
 		if err != nil {
 			return nil, fmt.Errorf("restore: %w", err)
 		}
-		pr, pw := statePipe()
-		go func() {
-			_, err := view.WriteTo(pw)
-			pw.CloseWithError(err)
-		}()
-		size, err := s.disk.SaveStateFrom(pr, n)
-		pr.CloseWithError(err)
+		err = s.saveStateFile(view)
 		view.Close()
 		if err != nil {
 			return nil, fmt.Errorf("restore: %w", err)
 		}
-		s.stateSize.Store(size)
 	}
 	term := uint64(1)
 	sn := &raftpb.Snapshot{Data: snapshotData, Metadata: &raftpb.SnapshotMetadata{ConfState: cs, Index: &n, Term: &term}}

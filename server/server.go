@@ -41,10 +41,10 @@ type Server struct {
 	lg        *zap.Logger
 	id        uint64
 	clusterID uint64
-	// restoring is set while Open starts a new member from a backup, whose
-	// hash is backupHash.
-	restoring  bool
-	backupHash string
+	// restoring is set while Open starts a new member from a backup;
+	// backup is that file, open from its check until it is loaded.
+	restoring bool
+	backup    *backupFile
 
 	store  *kvstore.Store
 	mv     *mvcc.Store
@@ -166,7 +166,7 @@ func Open(cfg Config) (*Server, error) {
 	switch {
 	case s.restoring:
 		// Check the whole file before anything is written.
-		if s.backupHash, err = checkBackup(cfg.RestoreFrom); err != nil {
+		if err := s.openRestoreFile(); err != nil {
 			return nil, err
 		}
 	case cfg.RestoreFrom != "":
@@ -187,7 +187,9 @@ func Open(cfg Config) (*Server, error) {
 			}
 			meta.ClusterID = joinInfo.ClusterID
 		} else {
-			meta.Backup = s.backupHash
+			if s.restoring {
+				meta.Backup = s.backup.hash
+			}
 			meta.ClusterID = clusterIDFromURLs(cfg.InitialCluster, meta.Backup)
 		}
 		if err := fileutil.TouchDirAll(lg, cfg.DataDir); err != nil {
@@ -405,7 +407,9 @@ func (s *Server) openStore(boot *consensus.Bootstrap) error {
 		return err
 	}
 	if s.restoring {
-		if err := loadBackupFile(s.cfg.RestoreFrom, eng); err != nil {
+		err := loadBackupStream(s.backup.f, s.backup.n, eng)
+		s.closeRestoreFile()
+		if err != nil {
 			eng.Close()
 			return err
 		}
@@ -608,6 +612,7 @@ func (s *Server) Stop() {
 }
 
 func (s *Server) close() {
+	s.closeRestoreFile()
 	if s.hub != nil {
 		s.hub.Close()
 	}
