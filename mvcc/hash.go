@@ -18,8 +18,8 @@ import (
 // compaction of the compacted revision has run, finished or not.
 //
 // rev 0 is the current revision. It fails with ErrFutureRev for a rev
-// above the current revision and ErrCompacted for one below the compacted
-// revision. It returns the hash, the revision hashed and the compacted
+// above the current revision and ErrCompacted for a positive one below the
+// compacted revision. A negative rev hashes no record, as etcd's does. It returns the hash, the revision hashed and the compacted
 // revision (-1 if none), the three fields of etcd's HashKVResponse the
 // server does not fill itself.
 //
@@ -40,7 +40,7 @@ func (s *Store) HashKV(r storage.Reader, rev int64) (hash uint32, hashRev, compa
 		if hashRev > m.rev {
 			return 0, 0, 0, ErrFutureRev
 		}
-		if hashRev < m.compact {
+		if hashRev > 0 && hashRev < m.compact {
 			return 0, 0, 0, ErrCompacted
 		}
 		hash, err = hashKV(r, hashRev, m.compact)
@@ -60,6 +60,10 @@ func (s *Store) HashKV(r storage.Reader, rev int64) (hash uint32, hashRev, compa
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func hashKV(r storage.Reader, rev, compact int64) (uint32, error) {
+	h := crc32.New(castagnoli)
+	if rev < 1 {
+		return h.Sum32(), nil
+	}
 	it, err := r.NewIterator(storage.IterOptions{
 		Lower: revKey(revision{main: 1}),
 		Upper: revKey(revision{main: rev + 1}),
@@ -68,7 +72,6 @@ func hashKV(r storage.Reader, rev, compact int64) (uint32, error) {
 		return 0, err
 	}
 	defer it.Close()
-	h := crc32.New(castagnoli)
 	for it.Next() {
 		k, v := it.Key(), it.Value()
 		if len(k) != len(prefixRev)+revLen {

@@ -195,6 +195,11 @@ func TestHashKV(t *testing.T) {
 	if _, _, _, err := a.s.HashKV(a.eng, c-1); err != ErrCompacted {
 		t.Fatalf("compacted revision: %v", err)
 	}
+	// A negative revision hashes nothing, as etcd's (which answers, not
+	// ErrCompacted, after a compaction).
+	if h, rev, _, err := a.s.HashKV(a.eng, -1); err != nil || h != 0 || rev != -1 {
+		t.Fatalf("revision -1: hash %x rev %d err %v", h, rev, err)
+	}
 	// Empty store: hash of nothing.
 	e := newHashStore(t, 4)
 	if e.hash(0) != 0 {

@@ -135,7 +135,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			// JSON carries values in base64: allow for it, and no more.
-			r.Body = http.MaxBytesReader(w, r.Body, 2*h.opts.MaxRequestBytes+64<<10)
+			limit := 2*h.opts.MaxRequestBytes + 64<<10
+			if r.ContentLength > limit {
+				// What etcd's gateway answers when its gRPC server refuses
+				// the request as too large (ResourceExhausted), rather
+				// than the gateway's 400 for a body cut short. The body's
+				// length stands in for the message's.
+				writeCompactJSON(w, http.StatusTooManyRequests, map[string]any{
+					"code":    int(codes.ResourceExhausted),
+					"message": fmt.Sprintf("grpc: received message larger than max (request body of %d bytes vs. %d)", r.ContentLength, limit),
+				})
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 			h.opts.V3.ServeHTTP(w, r)
 			return
 		}
