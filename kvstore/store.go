@@ -112,6 +112,15 @@ func (s *Store) Read(fn func(eng storage.Engine) error) error {
 	return fn(s.eng)
 }
 
+// Hold returns the current engine, held open until release is called, for
+// work that reads and writes it across calls (physical compaction) and
+// lets go between them. A Restore waits for release, and reads that
+// arrive meanwhile wait for the Restore, so hold it only briefly.
+func (s *Store) Hold() (eng storage.Engine, release func()) {
+	s.mu.RLock()
+	return s.eng, s.mu.RUnlock
+}
+
 // Alarms returns the raised alarms, ordered by member and type.
 func (s *Store) Alarms() ([]Alarm, error) {
 	s.mu.RLock()

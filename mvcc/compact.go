@@ -24,7 +24,13 @@ import (
 // correctly. It must not run concurrently with itself. It is idempotent;
 // an interrupted run (PhysicalRev below CompactRev after Open) is finished
 // by running it again.
-func (s *Store) PhysicalCompact(eng storage.Engine, rev int64, batchSize int) error {
+//
+// After each batch it commits, with no iterator or batch open, it calls
+// pause (if not nil), where the caller lets other work at the engine (a
+// run over a long history would otherwise hold it for seconds); an error
+// from pause ends the run with that error, to be finished by a later one.
+// When pause returns nil, eng must still be open.
+func (s *Store) PhysicalCompact(eng storage.Engine, rev int64, batchSize int, pause func() error) error {
 	if batchSize <= 0 {
 		batchSize = 1000
 	}
@@ -38,8 +44,12 @@ func (s *Store) PhysicalCompact(eng storage.Engine, rev int64, batchSize int) er
 	if rev <= m.physical {
 		return nil
 	}
-	c := compactor{eng: eng, rev: rev, batchSize: batchSize, b: eng.NewBatch()}
-	defer func() { c.b.Close() }()
+	c := compactor{eng: eng, rev: rev, batchSize: batchSize, pause: pause, b: eng.NewBatch()}
+	defer func() {
+		if c.b != nil {
+			c.b.Close()
+		}
+	}()
 	// Every record from the last physical compaction's revision (whose
 	// records were all kept) up to rev, inclusive: their keys are the ones
 	// with history to drop.
@@ -70,6 +80,7 @@ type compactor struct {
 	eng       storage.Engine
 	rev       int64
 	batchSize int
+	pause     func() error
 	b         storage.Batch
 }
 
@@ -181,6 +192,12 @@ func (c *compactor) maybeCommit() error {
 		return err
 	}
 	c.b.Close()
+	c.b = nil
+	if c.pause != nil {
+		if err := c.pause(); err != nil {
+			return err
+		}
+	}
 	c.b = c.eng.NewBatch()
 	return nil
 }

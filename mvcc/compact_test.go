@@ -70,7 +70,7 @@ func TestHistory(t *testing.T) {
 	if err != nil || len(before) != 3 {
 		t.Fatalf("history at the compacted revision: %q %v", before, err)
 	}
-	if err := e.s.PhysicalCompact(e.eng, 4, 0); err != nil {
+	if err := e.s.PhysicalCompact(e.eng, 4, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	after, err := eventStrings(t, e.s, e.eng, 4, "\x00", "\x00")
@@ -194,7 +194,7 @@ func testPhysicalCompact(t *testing.T, eng storage.Engine) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errc <- s.PhysicalCompact(eng, c, 1+step*5)
+			errc <- s.PhysicalCompact(eng, c, 1+step*5, nil)
 		}()
 		wrnd := rand.New(rand.NewPCG(uint64(step), 9))
 		rrnd := rand.New(rand.NewPCG(uint64(step), 10))
@@ -318,20 +318,20 @@ func TestPhysicalCompactNeedsCommittedCompaction(t *testing.T) {
 	e := newEnv(t)
 	e.put("a", "1")
 	e.put("a", "2")
-	if err := e.s.PhysicalCompact(e.eng, 2, 0); err == nil {
+	if err := e.s.PhysicalCompact(e.eng, 2, 0, nil); err == nil {
 		t.Fatal("physical compaction without a logical one")
 	}
 	if _, err := e.s.Compact(e.ob, 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.s.PhysicalCompact(e.eng, 2, 0); err == nil {
+	if err := e.s.PhysicalCompact(e.eng, 2, 0, nil); err == nil {
 		t.Fatal("physical compaction before the logical one was committed")
 	}
 	e.commit()
-	if err := e.s.PhysicalCompact(e.eng, 2, 0); err != nil {
+	if err := e.s.PhysicalCompact(e.eng, 2, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.s.PhysicalCompact(e.eng, 2, 0); err != nil {
+	if err := e.s.PhysicalCompact(e.eng, 2, 0, nil); err != nil {
 		t.Fatal("second run:", err)
 	}
 }
@@ -358,7 +358,7 @@ func TestDeleteAndRecreateInOneRevisionSurvivesCompaction(t *testing.T) {
 		if _, err := e.compact(c); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.s.PhysicalCompact(e.eng, c, 1); err != nil {
+		if err := e.s.PhysicalCompact(e.eng, c, 1, nil); err != nil {
 			t.Fatal(err)
 		}
 		s, err := Open(e.eng, Options{})
@@ -369,5 +369,51 @@ func TestDeleteAndRecreateInOneRevisionSurvivesCompaction(t *testing.T) {
 		wantMsg(t, fmt.Sprintf("b after compaction at %d", c), e.get("b", 0), want)
 		wantMsg(t, fmt.Sprintf("b@%d after compaction at %d", c, c), e.get("b", c), want)
 		checkCompacted(t, e.eng, c)
+	}
+}
+
+// PhysicalCompact pauses after every batch it commits, and a run a pause
+// ends is finished by the next, with the result of an uninterrupted one.
+func TestPhysicalCompactPauses(t *testing.T) {
+	eng := openEngine(t, "memory")
+	s, err := Open(eng, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomWrites(t, rand.New(rand.NewPCG(3, 4)), s, eng, 200)
+	c := s.Rev() - 10
+	before := snapshotReads(t, s, eng, c, s.Rev())
+	ob := overlay.New(eng)
+	if _, err := s.Compact(ob, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := commitBatch(eng, ob); err != nil {
+		t.Fatal(err)
+	}
+	errStop := fmt.Errorf("stop")
+	pauses := 0
+	err = s.PhysicalCompact(eng, c, 4, func() error {
+		pauses++
+		if pauses == 3 {
+			return errStop
+		}
+		return nil
+	})
+	if err != errStop || s.PhysicalRev() >= c {
+		t.Fatalf("run ended by its third pause: %v, physical revision %d (compaction %d)", err, s.PhysicalRev(), c)
+	}
+	pauses = 0
+	if err := s.PhysicalCompact(eng, c, 4, func() error { pauses++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if pauses < 3 || s.PhysicalRev() != c {
+		t.Fatalf("second run: %d pauses, physical revision %d, want %d", pauses, s.PhysicalRev(), c)
+	}
+	checkCompacted(t, eng, c)
+	after := snapshotReads(t, s, eng, c, s.Rev())
+	for rev, want := range before {
+		if !proto.Equal(after[rev], want) {
+			t.Fatalf("range @%d after the interrupted compaction:\n%s\nwant\n%s", rev, text(after[rev]), text(want))
+		}
 	}
 }

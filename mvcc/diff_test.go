@@ -146,7 +146,7 @@ func (d *diffStore) do(op difftest.Op) (proto.Message, error) {
 			d.waitPhysical(t)
 			ch := make(chan error, 1)
 			d.physical = ch
-			go func() { ch <- d.s.PhysicalCompact(d.eng, rev, 3) }()
+			go func() { ch <- d.s.PhysicalCompact(d.eng, rev, 3, nil) }()
 		}
 		return resp, err
 	}

@@ -25,7 +25,7 @@
 //	// revision (after the commit) with the events RevisionEvents reads:
 //	hub := watch.NewHub(mvcc.WatchHistory{Store: s, Read: func(fn func(storage.Reader) error) error { return fn(engine) }}, s.Rev(), opts)
 //	evs, err := s.RevisionEvents(ob, rev); /* commit ob */ hub.Notify(rev, evs)
-//	s.PhysicalCompact(engine, rev, 1000)    // after Compact was committed
+//	s.PhysicalCompact(engine, rev, 1000, nil) // after Compact was committed
 //
 // Every write reads the revision state from its batch, so successive
 // transactions in one batch get successive revisions and see each other's

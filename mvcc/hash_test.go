@@ -71,7 +71,7 @@ func (h *hashStore) compact(rev int64, physical bool) {
 	}
 	h.commit()
 	if physical {
-		if err := h.s.PhysicalCompact(h.eng, rev, 5); err != nil {
+		if err := h.s.PhysicalCompact(h.eng, rev, 5, nil); err != nil {
 			h.t.Fatal(err)
 		}
 	}
@@ -176,7 +176,7 @@ func TestHashKV(t *testing.T) {
 	check()
 	// b's physical compaction changes nothing; nor does a second
 	// compaction with the physical one still to run on a.
-	if err := b.s.PhysicalCompact(b.eng, c, 3); err != nil {
+	if err := b.s.PhysicalCompact(b.eng, c, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	check()

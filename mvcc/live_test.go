@@ -65,7 +65,7 @@ func testLiveReads(t *testing.T, name string, rangeFn func(*Store, storage.Reade
 					t.Error(err)
 					return
 				}
-				if err := s.PhysicalCompact(eng, s.CompactRev(), 2); err != nil {
+				if err := s.PhysicalCompact(eng, s.CompactRev(), 2, nil); err != nil {
 					t.Error(err)
 					return
 				}

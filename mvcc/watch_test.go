@@ -261,7 +261,7 @@ func TestWatchHubOverStore(t *testing.T) {
 	if err := commitBatch(eng, ob); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PhysicalCompact(eng, c, 7); err != nil {
+	if err := s.PhysicalCompact(eng, c, 7, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := hist.CompactRevision(); got != c {

@@ -63,8 +63,12 @@ type Config struct {
 	// starts from instead of an empty key space.
 	RestoreFrom string
 	// CompactionBatchLimit bounds the history records physical
-	// compaction removes per engine batch.
+	// compaction removes per engine batch (0: 1000, as etcd).
 	CompactionBatchLimit int
+	// CompactionSleepInterval is the pause between those batches, which
+	// leaves the engine to the apply loop and the member's reads (0: 10ms,
+	// as etcd; negative: none).
+	CompactionSleepInterval time.Duration
 	// ReadCacheKeys bounds the keys whose current record the apply path
 	// keeps in memory on a disk engine, 70-120 bytes each with short
 	// keys (0: kvstore.DefaultCacheEntries). A put of a key outside it
@@ -152,6 +156,9 @@ func (c *Config) Validate() error {
 	if c.ReadCacheKeys < 0 {
 		errs = append(errs, errors.New("read cache keys must not be negative"))
 	}
+	if c.CompactionBatchLimit < 0 {
+		errs = append(errs, errors.New("compaction batch limit must not be negative"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -163,6 +170,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LeaderWait == 0 {
 		c.LeaderWait = 2 * c.ElectionTimeout
+	}
+	if c.CompactionSleepInterval == 0 {
+		c.CompactionSleepInterval = 10 * time.Millisecond
 	}
 	if c.MaxSnapshots == 0 {
 		c.MaxSnapshots = 5

@@ -31,7 +31,10 @@ import (
 	"github.com/metcd/metcd/storage/memory"
 	"github.com/metcd/metcd/watch"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -56,6 +59,8 @@ type testCluster struct {
 	members []*Server
 	// restoreFrom is every member's --restore-from.
 	restoreFrom string
+	// configure, if set, changes each member's config before it starts.
+	configure func(*Config)
 }
 
 func memConfig(t *testing.T, id uint64, urls []string, dir string) Config {
@@ -99,6 +104,7 @@ func TestDurableEngines(t *testing.T) {
 			t.Run("attributes", TestRestartKeepsMemberAttributes)
 			t.Run("restore", TestRestoredStateReachesNewMembers)
 			t.Run("invalid", TestInvalidEntryRefusedAtApply)
+			t.Run("compaction", TestPhysicalCompactionMeetsAnInstall)
 		})
 	}
 }
@@ -164,6 +170,9 @@ func (c *testCluster) start(i int) {
 	c.t.Helper()
 	cfg := memConfig(c.t, uint64(i+1), c.urls, c.dirs[i])
 	cfg.RestoreFrom = c.restoreFrom
+	if c.configure != nil {
+		c.configure(&cfg)
+	}
 	s, err := Open(cfg)
 	if err != nil {
 		c.t.Fatalf("start member %d: %v", i+1, err)
@@ -1562,5 +1571,76 @@ func TestReplaceMemberOnItsAddress(t *testing.T) {
 	cfg := memConfig(t, 4, append(slices.Clone(c.urls), u), t.TempDir())
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "listed twice") {
 		t.Fatalf("a new cluster's list with a URL twice: %v, want listed twice", err)
+	}
+}
+
+// TestPhysicalCompactionMeetsAnInstall: physical compaction lets go of the
+// engine between its batches, so a member stopped in the middle of one
+// stops, and a snapshot installed in the middle of one replaces the engine
+// under it: the run ends without touching the old engine again, and the
+// compaction is finished on the new one.
+func TestPhysicalCompactionMeetsAnInstall(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	c := &testCluster{t: t, configure: func(cfg *Config) {
+		// About 600 batches with a pause each: seconds of compaction.
+		cfg.CompactionBatchLimit = 1
+		cfg.CompactionSleepInterval = 5 * time.Millisecond
+		cfg.Logger = zap.New(zapcore.NewTee(cfg.Logger.Core(), core)).Named(fmt.Sprint(cfg.ID))
+	}}
+	startTestCluster(c, 3)
+	leader, _ := c.leaderAndFollowers()
+	for i := 0; i < 300; i++ {
+		if err := putKey(leader, ctx(t), []byte(fmt.Sprintf("k%d", i%10)), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := leader.Header().GetRevision()
+	if _, err := leader.Compact(ctx(t), &pb.CompactionRequest{Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	fi := slices.IndexFunc(c.members, func(s *Server) bool { return s != leader })
+	f := c.members[fi]
+	for deadline := time.Now().Add(10 * time.Second); f.mv.CompactRev() != rev; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("member %d did not apply the compaction at %d", f.ID(), rev)
+		}
+	}
+	if f.mv.PhysicalRev() >= rev {
+		t.Fatalf("member %d finished the compaction before it was stopped; the test did not exercise a stop mid-compaction", f.ID())
+	}
+	c.stop(fi)
+	// Move the leader's raft log past the stopped member, so it restarts
+	// into a snapshot install while it finishes the compaction.
+	for i := 0; i < 60; i++ {
+		if err := putKey(leader, ctx(t), []byte(fmt.Sprintf("after%d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(fi)
+	f = c.members[fi]
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := getKey(f, ctx(t), []byte("after59"), false)
+		if err == nil && f.mv.PhysicalRev() == rev && leader.mv.PhysicalRev() == rev {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member %d: get after59: %v; physical compaction at %d (leader %d), want %d", f.ID(), err, f.mv.PhysicalRev(), leader.mv.PhysicalRev(), rev)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := logs.FilterMessage("physical compaction left for the installed snapshot's engine").Len(); n == 0 {
+		t.Fatal("no snapshot install met a compaction; the test did not exercise one")
+	}
+	if _, err := f.Range(ctx(t), &pb.RangeRequest{Key: []byte("k1"), Revision: rev - 1, Serializable: true}); !errors.Is(err, mvcc.ErrCompacted) {
+		t.Fatalf("read below the compaction on member %d: %v, want ErrCompacted", f.ID(), err)
+	}
+	want, err := leader.HashKV(ctx(t), &pb.HashKVRequest{Revision: rev + 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.HashKV(ctx(t), &pb.HashKVRequest{Revision: rev + 60})
+	if err != nil || got.Hash != want.Hash {
+		t.Fatalf("member %d HashKV at %d: %v %v, leader's %d", f.ID(), rev+60, got.GetHash(), err, want.Hash)
 	}
 }

@@ -65,6 +65,8 @@ type flags struct {
 	electionMs      uint
 	requestTimeout  time.Duration
 	readCacheKeys   int
+	compactBatch    int
+	compactSleep    time.Duration
 	enablePprof     bool
 	metrics         string
 	name            string
@@ -96,6 +98,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.UintVar(&f.electionMs, "election-timeout", 1000, "raft election timeout, in milliseconds")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "how long a write may wait to be committed before its outcome is reported unknown (0: as etcd, 5s plus two election timeouts)")
 	fs.IntVar(&f.readCacheKeys, "read-cache-keys", 0, "keys whose current record a disk engine's apply path keeps in memory, 70-120 bytes each with short keys (0: 1048576); a put of a key outside it reads the engine. While all the keys fit, it holds them all, read in the background at start-up")
+	fs.IntVar(&f.compactBatch, "compaction-batch-limit", 1000, "history records physical compaction removes per engine batch, as etcd's flag")
+	fs.DurationVar(&f.compactSleep, "compaction-sleep-interval", 10*time.Millisecond, "pause between physical compaction's batches, which leaves the engine to writes and reads, as etcd's flag (0: none)")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go profiles at /debug/pprof/ on the client port")
 	fs.StringVar(&f.metrics, "metrics", "basic", "detail of /metrics, as etcd's flag: basic, or extensive to add gRPC's latency histogram (grpc_server_handling_seconds)")
 	fs.StringVar(&f.listenPeer, "listen-peer-addr", "", "host:port the peer listener binds (default: the host:port of this member's URL in --cluster); for members reached through a proxy or NAT")
@@ -180,6 +184,11 @@ func run(args []string) error {
 	cfg.ElectionTimeout = time.Duration(f.electionMs) * time.Millisecond
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.ReadCacheKeys = f.readCacheKeys
+	cfg.CompactionBatchLimit = f.compactBatch
+	cfg.CompactionSleepInterval = f.compactSleep
+	if f.compactSleep == 0 {
+		cfg.CompactionSleepInterval = -1 // the config's 0 is the default
+	}
 	cfg.Logger = lg
 	cfg.Name = f.name
 	cfg.MaxRequestBytes = int(f.maxRequestBytes)
