@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -49,8 +51,9 @@ func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.M
 }
 
 // nextMemberID is the id MemberAdd gives a new member: ids are positions
-// in the --cluster list and never reused.
-func (s *Server) nextMemberID() uint64 {
+// in the --cluster list and never reused. Past the largest id there is
+// none (the curl API can add a member at any id).
+func (s *Server) nextMemberID() (uint64, error) {
 	s.memMu.RLock()
 	defer s.memMu.RUnlock()
 	var id uint64
@@ -60,7 +63,10 @@ func (s *Server) nextMemberID() uint64 {
 	for m := range s.removed {
 		id = max(id, m)
 	}
-	return id + 1
+	if id == math.MaxUint64 {
+		return 0, fmt.Errorf("%w: no member id is left after %d, which a member once had; add members with an explicit id (POST /<id>)", ErrBadMember, id)
+	}
+	return id + 1, nil
 }
 
 func onePeerURL(urls []string) (string, error) {
@@ -148,33 +154,64 @@ func (s *Server) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*
 
 // MemberPromote makes a learner a voting member. Only the leader knows how
 // far the learner's log is: a follower forwards the request to it.
+// As etcd, it tries again through the next leader when the leader is lost
+// on the way, until the request timeout.
 func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	if err := s.waitLeader(time.Now().Add(s.cfg.RequestTimeout)); err != nil {
-		return nil, err
-	}
-	if s.node.Role() != raft.StateLeader {
-		if err := s.forward(ctx, s.node.Leader(), pathPromote, r, &pb.MemberPromoteResponse{}); err != nil {
+	deadline := time.Now().Add(s.cfg.RequestTimeout)
+	lost := false // an earlier try reached a leader lost before it answered
+	for {
+		if err := s.waitLeader(deadline); err != nil {
 			return nil, err
 		}
-		return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
+		if s.node.Role() == raft.StateLeader {
+			resp, err := s.promoteHere(ctx, r)
+			if lost && errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) {
+				// The lost leader promoted it.
+				return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
+			}
+			return resp, err
+		}
+		err := s.forward(ctx, s.node.Leader(), pathPromote, r, &pb.MemberPromoteResponse{})
+		if lost && err != nil && err.Error() == rpctypes.ErrGRPCMemberNotLearner.Error() {
+			err = nil
+		}
+		if err == nil {
+			// The leader answered once it applied the promotion; answer
+			// with this member's list once it has too, as etcd answers
+			// with one that shows the promotion.
+			if err := s.LinearizableRead(ctx); err != nil {
+				return nil, err
+			}
+			return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
+		}
+		if !retryLeaseCall(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		lost = lost || errors.Is(err, ErrNoLeader)
+		s.waitLeaderChange(ctx, deadline)
 	}
+}
+
+// promoteHere promotes on this member, the leader.
+func (s *Server) promoteHere(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
 	if err := s.caughtUp(ctx); err != nil {
 		return nil, err
 	}
 	s.memMu.RLock()
 	m, exists := s.members[r.ID]
 	s.memMu.RUnlock()
+	// In etcd's order: a voter that has not caught up (one added but
+	// never started) is "not in sync" before it is "not a learner".
+	st := s.node.Status()
+	lp, ok := st.Progress[r.ID]
 	switch {
 	case !exists:
 		// A gRPC error already: this may be answering a forwarded request.
 		return nil, rpctypes.ErrGRPCMemberNotFound
+	case !ok || float64(lp.Match) < float64(st.Progress[s.id].Match)*learnerReadyFraction:
+		return nil, rpctypes.ErrGRPCLearnerNotReady
 	case !m.IsLearner:
 		return nil, rpctypes.ErrGRPCMemberNotLearner
-	}
-	st := s.node.Status()
-	lp, ok := st.Progress[r.ID]
-	if !ok || float64(lp.Match) < float64(st.Progress[s.id].Match)*learnerReadyFraction {
-		return nil, rpctypes.ErrGRPCLearnerNotReady
 	}
 	mctx, err := json.Marshal(kvstore.Member{ID: r.ID, PeerURL: m.PeerURL})
 	if err != nil {

@@ -54,7 +54,7 @@ func (s *Server) peerHandlers() map[string]http.Handler {
 				if !s.isLeader() {
 					return nil, rpctypes.ErrGRPCNotLeader
 				}
-				return s.MemberPromote(ctx, m.(*pb.MemberPromoteRequest))
+				return s.promoteHere(ctx, m.(*pb.MemberPromoteRequest))
 			}),
 	}
 }

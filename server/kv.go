@@ -169,6 +169,10 @@ func (s *Server) AddMember(ctx context.Context, id uint64, peerURL string) error
 // addMember adds the member under id, or under the next free id if id is
 // 0, and returns the id.
 func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learner bool) (uint64, error) {
+	if s.IsLearner() {
+		// As the gRPC API refuses it; the curl API gets here directly.
+		return 0, rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	if err := ValidatePeerURL(peerURL); err != nil {
 		return 0, err
 	}
@@ -176,7 +180,10 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 		return 0, err
 	}
 	if id == 0 {
-		id = s.nextMemberID()
+		var err error
+		if id, err = s.nextMemberID(); err != nil {
+			return 0, err
+		}
 	}
 	s.memMu.RLock()
 	_, exists := s.members[id]
@@ -190,15 +197,15 @@ func (s *Server) addMember(ctx context.Context, id uint64, peerURL string, learn
 		}
 	}
 	s.memMu.RUnlock()
-	switch {
-	case learner && learners >= maxLearners:
-		return 0, rpctypes.ErrGRPCTooManyLearners
+	switch { // in etcd's order
 	case removed:
 		return 0, ErrIDRemoved
 	case exists:
 		return 0, fmt.Errorf("%w: id %d", ErrMemberExists, id)
 	case urlTaken:
 		return 0, fmt.Errorf("%w: %s", ErrPeerURLExists, peerURL)
+	case learner && learners >= maxLearners:
+		return 0, rpctypes.ErrGRPCTooManyLearners
 	}
 	if err := s.mayAddMember(learner); err != nil {
 		return 0, err
@@ -254,6 +261,9 @@ func samePeerURL(a, b string) bool {
 // RemoveMember removes a member. Removing this member makes it shut down
 // once the change is applied.
 func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
+	if s.IsLearner() {
+		return rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	if err := s.caughtUp(ctx); err != nil {
 		return err
 	}

@@ -90,7 +90,8 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	}
 }
 
-// retryLeaseCall: the leader changed between asking and answering.
+// retryLeaseCall: the leader changed between asking and answering (lease
+// calls and promotions).
 func retryLeaseCall(err error) bool {
 	return errors.Is(err, lease.ErrNotPrimary) || errors.Is(err, ErrNoLeader) ||
 		(err != nil && err.Error() == rpctypes.ErrGRPCNotLeader.Error())

@@ -33,6 +33,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 )
 
 // Server is one running member.
@@ -227,6 +228,13 @@ func Open(cfg Config) (*Server, error) {
 	if err := s.loadMembers(); err != nil {
 		return nil, err
 	}
+	if u := s.updatedPeerURL(boot); u != "" && u != selfURL {
+		// A member update moved it; the others send to the new URL.
+		// (--cluster stays the list the cluster was created with.)
+		lg.Info("listening for peers on the peer URL a member update gave this member, not on its --cluster entry",
+			zap.String("peer-url", u), zap.String("cluster-entry", selfURL))
+		selfURL = u
+	}
 	if err := s.openState(); err != nil {
 		return nil, err
 	}
@@ -367,6 +375,33 @@ func checkPortFree(peerURL, listenAddr string) error {
 		return fmt.Errorf("cannot listen for peers on %s: %w", peerURL, err)
 	}
 	return ln.Close()
+}
+
+// updatedPeerURL is this member's peer URL as of the last committed entry
+// it holds: the engine's record, or a later member update in the WAL (a
+// memory engine, or a durable one behind its log, has not applied it yet).
+// Empty if it holds no record of itself.
+func (s *Server) updatedPeerURL(boot *consensus.Bootstrap) string {
+	s.memMu.RLock()
+	u := s.members[s.id].PeerURL
+	s.memMu.RUnlock()
+	for _, e := range boot.Entries {
+		if e.GetIndex() > boot.HardState.GetCommit() {
+			break
+		}
+		if e.GetType() != raftpb.EntryConfChange {
+			continue
+		}
+		var cc raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &cc); err != nil || cc.GetType() != raftpb.ConfChangeUpdateNode || cc.GetNodeId() != s.id {
+			continue
+		}
+		var m kvstore.Member
+		if err := json.Unmarshal(cc.GetContext(), &m); err == nil && m.PeerURL != "" {
+			u = m.PeerURL
+		}
+	}
+	return u
 }
 
 func (s *Server) fetchJoinInfo(selfURL string) (*transport.ClusterInfo, error) {

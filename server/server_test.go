@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -105,6 +106,7 @@ func TestDurableEngines(t *testing.T) {
 			t.Run("restore", TestRestoredStateReachesNewMembers)
 			t.Run("invalid", TestInvalidEntryRefusedAtApply)
 			t.Run("compaction", TestPhysicalCompactionMeetsAnInstall)
+			t.Run("peer-url", TestUpdatedPeerURLAfterRestart)
 		})
 	}
 }
@@ -1642,5 +1644,165 @@ func TestPhysicalCompactionMeetsAnInstall(t *testing.T) {
 	got, err := f.HashKV(ctx(t), &pb.HashKVRequest{Revision: rev + 60})
 	if err != nil || got.Hash != want.Hash {
 		t.Fatalf("member %d HashKV at %d: %v %v, leader's %d", f.ID(), rev+60, got.GetHash(), err, want.Hash)
+	}
+}
+
+// TestLearnerAndMemberIDEdges: a learner refuses membership changes on
+// every API (the curl API reached the server directly); a promotion sent
+// to a follower answers with a list that shows it; a taken peer URL is
+// named before the learner limit, and a lagging voter as not in sync
+// before it is named not a learner, in etcd's order; and an id past the
+// largest one can no longer wrap to 0 (a curl add at the largest uint64
+// made every later gRPC add fail).
+func TestLearnerAndMemberIDEdges(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader, f := c.leaderAndFollowers()
+	u := freeURL(t)
+	add, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{u}, IsLearner: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{c.urls[0]}, IsLearner: true}); !errors.Is(err, ErrPeerURLExists) {
+		t.Fatalf("second learner on member 1's URL: %v, want ErrPeerURLExists", err)
+	}
+	l := c.startJoining(add.Member.ID, u)
+	for deadline := time.Now().Add(10 * time.Second); !l.IsLearner() || !hasName(leader, l.ID()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("learner %d did not start", l.ID())
+		}
+	}
+	if err := l.AddMember(ctx(t), 9, freeURL(t)); !errors.Is(err, rpctypes.ErrGRPCNotSupportedForLearner) {
+		t.Fatalf("add through the learner: %v, want ErrGRPCNotSupportedForLearner", err)
+	}
+	if err := l.RemoveMember(ctx(t), 3); !errors.Is(err, rpctypes.ErrGRPCNotSupportedForLearner) {
+		t.Fatalf("remove through the learner: %v, want ErrGRPCNotSupportedForLearner", err)
+	}
+	var resp *pb.MemberPromoteResponse
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err = f[0].MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: l.ID()})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) || time.Now().After(deadline) {
+			t.Fatalf("promote %d through follower %d: %v", l.ID(), f[0].ID(), err)
+		}
+	}
+	if len(resp.Members) != 4 {
+		t.Fatalf("promote answered %d members, want 4", len(resp.Members))
+	}
+	for _, m := range resp.Members {
+		if m.IsLearner {
+			t.Fatalf("promote through a follower answered member %d as a learner: %v", m.ID, resp.Members)
+		}
+	}
+
+	if _, err := leader.MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: l.ID()}); !errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) {
+		t.Fatalf("promote the promoted member %d again: %v, want ErrGRPCMemberNotLearner", l.ID(), err)
+	}
+	if err := leader.AddMember(ctx(t), math.MaxUint64, freeURL(t)); err != nil {
+		t.Fatal(err)
+	}
+	// As etcd: a voter that never started is not in sync before it is not
+	// a learner.
+	if _, err := leader.MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: math.MaxUint64}); !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) {
+		t.Fatalf("promote a voter that never started: %v, want ErrGRPCLearnerNotReady", err)
+	}
+	if err := leader.RemoveMember(ctx(t), math.MaxUint64); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{freeURL(t)}, IsLearner: true}); !errors.Is(err, ErrBadMember) {
+		t.Fatalf("add with no id left: %v, want ErrBadMember", err)
+	}
+	for _, m := range leader.Members() {
+		if m.ID == 0 {
+			t.Fatalf("member 0 added: %+v", leader.Members())
+		}
+	}
+}
+
+// TestUpdatedPeerURLAfterRestart: a founding member whose peer URL a
+// member update changed restarts with its --cluster list unchanged (the
+// list names the cluster) and listens on the new URL, where the others
+// send; it listened on the old one, so a snapshot the leader sent it never
+// arrived and it stayed behind for good. The member applied the update
+// before it stopped; on the memory engine it is then only in the WAL.
+func TestUpdatedPeerURLAfterRestart(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader, _ := c.leaderAndFollowers()
+	vi := slices.IndexFunc(c.members, func(s *Server) bool { return s != leader })
+	victim := c.members[vi].ID()
+	newURL := freeURL(t)
+	if _, err := leader.MemberUpdate(ctx(t), &pb.MemberUpdateRequest{ID: victim, PeerURLs: []string{newURL}}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		i := slices.IndexFunc(c.members[vi].Members(), func(m Member) bool { return m.ID == victim })
+		if c.members[vi].Members()[i].PeerURL == newURL {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member %d did not apply its own update", victim)
+		}
+	}
+	c.stop(vi)
+	// Past the leader's log, so the member needs a snapshot.
+	for i := 0; i < 60; i++ {
+		if err := putKey(leader, ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(vi)
+	s := c.members[vi]
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := getKey(s, ctx(t), []byte("k59"), false); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member %d, restarted after its peer URL moved to %s, did not catch up: %+v", victim, newURL, s.MemberStatus())
+		}
+	}
+	if s.MemberStatus().SnapshotIndex == 0 {
+		t.Fatal("the member caught up without a snapshot; the test did not exercise one")
+	}
+}
+
+// TestPromoteThroughLeaderLoss: a promotion sent to a follower just as the
+// leader stops is tried again through the next leader, as etcd does; it
+// failed at once with "no leader" (the forward to the stopped leader).
+func TestPromoteThroughLeaderLoss(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader, f := c.leaderAndFollowers()
+	u := freeURL(t)
+	add, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{u}, IsLearner: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.startJoining(add.Member.ID, u)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st := leader.node.Status()
+		if pr, ok := st.Progress[l.ID()]; ok && pr.Match >= st.Progress[leader.ID()].Match && hasName(leader, l.ID()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("learner %d did not catch up", l.ID())
+		}
+	}
+	c.stop(slices.Index(c.members, leader))
+	var resp *pb.MemberPromoteResponse
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err = f[0].MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: l.ID()})
+		if err == nil {
+			break
+		}
+		// A new leader knows the learner's progress only after its first
+		// append to it.
+		if !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) || time.Now().After(deadline) {
+			t.Fatalf("promote %d through follower %d as the leader stopped: %v", l.ID(), f[0].ID(), err)
+		}
+	}
+	for _, m := range resp.Members {
+		if m.ID == l.ID() && m.IsLearner {
+			t.Fatalf("member %d still a learner after its promotion: %v", l.ID(), resp.Members)
+		}
 	}
 }
