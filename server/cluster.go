@@ -64,7 +64,7 @@ func (s *Server) nextMemberID() (uint64, error) {
 		id = max(id, m)
 	}
 	if id == math.MaxUint64 {
-		return 0, fmt.Errorf("%w: no member id is left after %d, which a member once had; add members with an explicit id (POST /<id>)", ErrBadMember, id)
+		return 0, ErrNoMemberID
 	}
 	return id + 1, nil
 }
@@ -158,29 +158,36 @@ func (s *Server) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*
 // on the way, until the request timeout.
 func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
 	deadline := time.Now().Add(s.cfg.RequestTimeout)
-	lost := false // an earlier try reached a leader lost before it answered
+	// After a try whose leader was lost, "not a learner" means that try
+	// promoted it, if it was a learner when the request came.
+	s.memMu.RLock()
+	wasLearner := s.members[r.ID].IsLearner
+	s.memMu.RUnlock()
+	lost := false
 	for {
 		if err := s.waitLeader(deadline); err != nil {
 			return nil, err
 		}
 		if s.node.Role() == raft.StateLeader {
 			resp, err := s.promoteHere(ctx, r)
-			if lost && errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) {
+			if lost && wasLearner && errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) {
 				// The lost leader promoted it.
 				return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 			}
 			return resp, err
 		}
-		err := s.forward(ctx, s.node.Leader(), pathPromote, r, &pb.MemberPromoteResponse{})
-		if lost && err != nil && err.Error() == rpctypes.ErrGRPCMemberNotLearner.Error() {
+		fresp := &pb.MemberPromoteResponse{}
+		err := s.forward(ctx, s.node.Leader(), pathPromote, r, fresp)
+		if lost && wasLearner && err != nil && err.Error() == rpctypes.ErrGRPCMemberNotLearner.Error() {
 			err = nil
 		}
 		if err == nil {
 			// The leader answered once it applied the promotion; answer
 			// with this member's list once it has too, as etcd answers
-			// with one that shows the promotion.
-			if err := s.LinearizableRead(ctx); err != nil {
-				return nil, err
+			// with one that shows the promotion (or with the leader's,
+			// if this member cannot catch up now).
+			if err := s.LinearizableRead(ctx); err != nil && len(fresp.Members) > 0 {
+				return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: fresp.Members}, nil
 			}
 			return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 		}

@@ -35,6 +35,9 @@ var (
 	// ErrIDRemoved is returned when adding an id that was removed before:
 	// raft never reuses ids.
 	ErrIDRemoved = errors.New("server: member id was removed earlier and cannot be reused")
+	// ErrNoMemberID is returned when member add has no id left to give:
+	// a member once had the largest one.
+	ErrNoMemberID = errors.New("server: no member id is left after the largest one, which a member once had; add members with an explicit id (POST /<id>)")
 	// ErrBadMember is returned for an invalid id or peer URL.
 	ErrBadMember = errors.New("server: invalid member")
 	// ErrKeyNotFound is returned for reads and deletes of absent keys.

@@ -175,10 +175,15 @@ func Open(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	// Fail on a taken peer port before anything is written.
-	if err := checkPortFree(selfURL, cfg.PeerListenAddr); err != nil {
-		return nil, err
+	// Fail on a taken peer port before anything is written. A member
+	// that exists may listen elsewhere (a member update moved it): it is
+	// checked once its records are read.
+	if meta == nil {
+		if err := checkPortFree(selfURL, cfg.PeerListenAddr); err != nil {
+			return nil, err
+		}
 	}
+	fresh := meta == nil
 	var joinInfo *transport.ClusterInfo
 	if meta == nil {
 		meta = &memberMeta{MemberID: cfg.ID, Engine: cfg.Engine.Name}
@@ -234,6 +239,11 @@ func Open(cfg Config) (*Server, error) {
 		lg.Info("listening for peers on the peer URL a member update gave this member, not on its --cluster entry",
 			zap.String("peer-url", u), zap.String("cluster-entry", selfURL))
 		selfURL = u
+	}
+	if !fresh {
+		if err := checkPortFree(selfURL, cfg.PeerListenAddr); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.openState(); err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/version"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -1710,8 +1711,8 @@ func TestLearnerAndMemberIDEdges(t *testing.T) {
 	if err := leader.RemoveMember(ctx(t), math.MaxUint64); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{freeURL(t)}, IsLearner: true}); !errors.Is(err, ErrBadMember) {
-		t.Fatalf("add with no id left: %v, want ErrBadMember", err)
+	if _, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{freeURL(t)}, IsLearner: true}); !errors.Is(err, ErrNoMemberID) {
+		t.Fatalf("add with no id left: %v, want ErrNoMemberID", err)
 	}
 	for _, m := range leader.Members() {
 		if m.ID == 0 {
@@ -1725,7 +1726,8 @@ func TestLearnerAndMemberIDEdges(t *testing.T) {
 // list names the cluster) and listens on the new URL, where the others
 // send; it listened on the old one, so a snapshot the leader sent it never
 // arrived and it stayed behind for good. The member applied the update
-// before it stopped; on the memory engine it is then only in the WAL.
+// before it stopped; on the memory engine it is then only in the WAL. Its
+// old port, taken meanwhile, does not stop it.
 func TestUpdatedPeerURLAfterRestart(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader, _ := c.leaderAndFollowers()
@@ -1745,6 +1747,12 @@ func TestUpdatedPeerURLAfterRestart(t *testing.T) {
 		}
 	}
 	c.stop(vi)
+	// Something else takes the old address: the member listens elsewhere.
+	oldLn, err := net.Listen("tcp", strings.TrimPrefix(c.urls[vi], "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldLn.Close()
 	// Past the leader's log, so the member needs a snapshot.
 	for i := 0; i < 60; i++ {
 		if err := putKey(leader, ctx(t), []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
@@ -1788,6 +1796,17 @@ func TestPromoteThroughLeaderLoss(t *testing.T) {
 		}
 	}
 	c.stop(slices.Index(c.members, leader))
+	// A voter is no learner, whatever became of a try through the lost
+	// leader (a try that never reached one promoted nothing).
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err := f[0].MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: f[1].ID()})
+		if errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) {
+			break
+		}
+		if !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) || time.Now().After(deadline) {
+			t.Fatalf("promote voter %d through follower %d as the leader stopped: %v, want ErrGRPCMemberNotLearner", f[1].ID(), f[0].ID(), err)
+		}
+	}
 	var resp *pb.MemberPromoteResponse
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		resp, err = f[0].MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: l.ID()})
@@ -1804,5 +1823,88 @@ func TestPromoteThroughLeaderLoss(t *testing.T) {
 		if m.ID == l.ID() && m.IsLearner {
 			t.Fatalf("member %d still a learner after its promotion: %v", l.ID(), resp.Members)
 		}
+	}
+}
+
+// TestPhysicalCompactionWaitEndsAtAnInstall: a Compact with physical set
+// waits for the physical compaction; when a snapshot install ends the run,
+// an installed engine already compacted that far ends the wait (it waited
+// until the client's deadline: nothing else would run). The install is
+// made here as the apply loop makes it, on an idle one-member cluster.
+func TestPhysicalCompactionWaitEndsAtAnInstall(t *testing.T) {
+	c := &testCluster{t: t, configure: func(cfg *Config) {
+		cfg.CompactionBatchLimit = 1
+		cfg.CompactionSleepInterval = 200 * time.Millisecond
+	}}
+	startTestCluster(c, 1)
+	s := c.members[0]
+	for i := 0; i < 100; i++ {
+		if err := putKey(s, ctx(t), []byte(fmt.Sprintf("k%d", i%5)), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := s.Header().GetRevision()
+	done := make(chan error, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := s.Compact(cctx, &pb.CompactionRequest{Revision: rev, Physical: true})
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); s.mv.CompactRev() != rev; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("compaction at %d not applied", rev)
+		}
+	}
+	// A snapshot of the same state, compacted physically: what a leader
+	// that finished its run would send.
+	v, err := s.store.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap bytes.Buffer
+	_, err = v.WriteTo(&snap)
+	v.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := kvstore.Open(memory.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := memory.New()
+	if _, _, err := other.Restore(&snap, eng); err != nil {
+		t.Fatal(err)
+	}
+	omv, err := mvcc.Open(eng, mvcc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := omv.PhysicalCompact(eng, rev, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	ov, err := other.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Reset()
+	_, err = ov.WriteTo(&snap)
+	ov.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.mv.PhysicalRev() >= rev {
+		t.Fatal("the member's own run finished before the install; the test did not exercise one")
+	}
+	_, old, err := s.store.Restore(&snap, memory.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	if err := s.reloadState(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Compact(physical) at %d after the install: %v (installed engine compacted to %d)", rev, err, s.mv.PhysicalRev())
 	}
 }

@@ -77,6 +77,9 @@ func (s *Server) reloadState() error {
 		return err
 	}
 	s.hub.Advance(s.mv.Rev())
+	// A physical compaction waited on may have ended with the engine this
+	// one replaced: the new engine's own is done up to PhysicalRev.
+	s.compactedWait.Trigger(uint64(s.mv.PhysicalRev()))
 	if s.mv.PhysicalRev() < s.mv.CompactRev() {
 		s.schedulePhysicalCompaction(s.mv.CompactRev())
 	}
@@ -235,6 +238,12 @@ func (s *Server) physicalCompact(rev int64) error {
 			case <-t.C:
 			case <-s.stopc:
 				return ErrStopped
+			}
+		} else {
+			select {
+			case <-s.stopc:
+				return ErrStopped
+			default:
 			}
 		}
 		e, r := s.store.Hold()
