@@ -1678,15 +1678,9 @@ func TestLearnerAndMemberIDEdges(t *testing.T) {
 	if err := l.RemoveMember(ctx(t), 3); !errors.Is(err, rpctypes.ErrGRPCNotSupportedForLearner) {
 		t.Fatalf("remove through the learner: %v, want ErrGRPCNotSupportedForLearner", err)
 	}
-	var resp *pb.MemberPromoteResponse
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err = f[0].MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: l.ID()})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) || time.Now().After(deadline) {
-			t.Fatalf("promote %d through follower %d: %v", l.ID(), f[0].ID(), err)
-		}
+	resp, err := promoteWhenReady(t, f[0], l.ID())
+	if err != nil {
+		t.Fatalf("promote %d through follower %d: %v", l.ID(), f[0].ID(), err)
 	}
 	if len(resp.Members) != 4 {
 		t.Fatalf("promote answered %d members, want 4", len(resp.Members))
@@ -1798,26 +1792,12 @@ func TestPromoteThroughLeaderLoss(t *testing.T) {
 	c.stop(slices.Index(c.members, leader))
 	// A voter is no learner, whatever became of a try through the lost
 	// leader (a try that never reached one promoted nothing).
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		_, err := f[0].MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: f[1].ID()})
-		if errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) {
-			break
-		}
-		if !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) || time.Now().After(deadline) {
-			t.Fatalf("promote voter %d through follower %d as the leader stopped: %v, want ErrGRPCMemberNotLearner", f[1].ID(), f[0].ID(), err)
-		}
+	if _, err := promoteWhenReady(t, f[0], f[1].ID()); !errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) {
+		t.Fatalf("promote voter %d through follower %d as the leader stopped: %v, want ErrGRPCMemberNotLearner", f[1].ID(), f[0].ID(), err)
 	}
-	var resp *pb.MemberPromoteResponse
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err = f[0].MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: l.ID()})
-		if err == nil {
-			break
-		}
-		// A new leader knows the learner's progress only after its first
-		// append to it.
-		if !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) || time.Now().After(deadline) {
-			t.Fatalf("promote %d through follower %d as the leader stopped: %v", l.ID(), f[0].ID(), err)
-		}
+	resp, err := promoteWhenReady(t, f[0], l.ID())
+	if err != nil {
+		t.Fatalf("promote %d through follower %d as the leader stopped: %v", l.ID(), f[0].ID(), err)
 	}
 	for _, m := range resp.Members {
 		if m.ID == l.ID() && m.IsLearner {
@@ -1906,5 +1886,20 @@ func TestPhysicalCompactionWaitEndsAtAnInstall(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Compact(physical) at %d after the install: %v (installed engine compacted to %d)", rev, err, s.mv.PhysicalRev())
+	}
+}
+
+// promoteWhenReady asks s to promote id until the answer is other than
+// "not in sync with leader" (a new leader knows a learner's progress only
+// after its first append to it), for up to 15 s.
+func promoteWhenReady(t *testing.T, s *Server, id uint64) (*pb.MemberPromoteResponse, error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := s.MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: id})
+		if !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) || time.Now().After(deadline) {
+			return resp, err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
