@@ -186,15 +186,19 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// ValidatePeerURL checks that u is an absolute http(s) URL with a host and
-// port and nothing else.
+// ValidatePeerURL checks that u is an absolute http URL with a host and
+// port and nothing else. https is refused: the peer transport has no TLS,
+// so no member could reach a member added at such a URL.
 func ValidatePeerURL(u string) error {
 	p, err := url.Parse(u)
 	if err != nil {
 		return fmt.Errorf("%w: peer URL %q: %v", ErrBadMember, u, err)
 	}
-	if p.Scheme != "http" && p.Scheme != "https" {
-		return fmt.Errorf("%w: peer URL %q: scheme must be http or https", ErrBadMember, u)
+	if p.Scheme == "https" {
+		return fmt.Errorf("%w: peer URL %q: metcd has no TLS between members; use http", ErrBadMember, u)
+	}
+	if p.Scheme != "http" {
+		return fmt.Errorf("%w: peer URL %q: scheme must be http", ErrBadMember, u)
 	}
 	if p.Host == "" || p.Port() == "" {
 		return fmt.Errorf("%w: peer URL %q: needs host:port", ErrBadMember, u)

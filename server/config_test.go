@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,31 @@ func TestReadCacheKeys(t *testing.T) {
 	cfg.ReadCacheKeys = 0
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("the default read cache size: %v", err)
+	}
+}
+
+// TestValidatePeerURL: peer URLs are plain http with a host and a port;
+// https is refused with the reason (no TLS between members), not accepted
+// for a member no other could reach.
+func TestValidatePeerURL(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:2380", "http://h:1/"} {
+		if err := ValidatePeerURL(u); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	for u, want := range map[string]string{
+		"https://127.0.0.1:2380":  "no TLS",
+		"unix://x:1":              "scheme must be http",
+		"http://127.0.0.1":        "host:port",
+		"http://127.0.0.1:1/p":    "path",
+		"http://127.0.0.1:1/?q=1": "query",
+		"http://u@127.0.0.1:1":    "user",
+		"127.0.0.1:2380":          "first path segment",
+		"ftp://h:1":               "scheme must be http",
+	} {
+		err := ValidatePeerURL(u)
+		if !errors.Is(err, ErrBadMember) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want ErrBadMember mentioning %q", u, err, want)
+		}
 	}
 }
