@@ -164,21 +164,24 @@ func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) 
 	wasLearner := s.members[r.ID].IsLearner
 	s.memMu.RUnlock()
 	lost := false
+	promotedByLostTry := func(err error) bool {
+		// errors.Is compares a forwarded status error by code and text.
+		return lost && wasLearner && errors.Is(err, rpctypes.ErrGRPCMemberNotLearner)
+	}
 	for {
 		if err := s.waitLeader(deadline); err != nil {
 			return nil, err
 		}
 		if s.node.Role() == raft.StateLeader {
 			resp, err := s.promoteHere(ctx, r)
-			if lost && wasLearner && errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) {
-				// The lost leader promoted it.
+			if promotedByLostTry(err) {
 				return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 			}
 			return resp, err
 		}
 		fresp := &pb.MemberPromoteResponse{}
 		err := s.forward(ctx, s.node.Leader(), pathPromote, r, fresp)
-		if lost && wasLearner && err != nil && err.Error() == rpctypes.ErrGRPCMemberNotLearner.Error() {
+		if promotedByLostTry(err) {
 			err = nil
 		}
 		if err == nil {
@@ -191,7 +194,7 @@ func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) 
 			}
 			return &pb.MemberPromoteResponse{Header: s.clusterHeader(), Members: s.pbMembers()}, nil
 		}
-		if !retryLeaseCall(err) || time.Now().After(deadline) || ctx.Err() != nil {
+		if !retryAtNextLeader(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, err
 		}
 		lost = lost || errors.Is(err, ErrNoLeader)

@@ -345,8 +345,8 @@ func (s *Server) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) e
 // waitDropEnds waits, after a proposal was dropped while lead led, until
 // another leader is known or an election timeout has passed (raft aborts
 // a leadership transfer that takes longer); without a leader, as long as
-// a request waits for one. A proposal dropped until the
-// deadline has not been written, but the request has run out of time.
+// a request waits for one. A proposal dropped until the deadline has not
+// been written, but the request has run out of time.
 func (s *Server) waitDropEnds(lead uint64, deadline time.Time) error {
 	if s.node.Leader() == 0 {
 		return s.waitLeader(deadline)

@@ -83,16 +83,17 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 				ttl = resp.TTL
 			}
 		}
-		if !retryLeaseCall(err) || time.Now().After(deadline) || ctx.Err() != nil {
+		if !retryAtNextLeader(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return ttl, err
 		}
 		s.waitLeaderChange(ctx, deadline)
 	}
 }
 
-// retryLeaseCall: the leader changed between asking and answering (lease
-// calls and promotions).
-func retryLeaseCall(err error) bool {
+// retryAtNextLeader: the leader changed between asking and answering, so
+// a call that only a leader answers (lease calls, promotions) is asked
+// again of the next one.
+func retryAtNextLeader(err error) bool {
 	return errors.Is(err, lease.ErrNotPrimary) || errors.Is(err, ErrNoLeader) ||
 		(err != nil && err.Error() == rpctypes.ErrGRPCNotLeader.Error())
 }
@@ -171,7 +172,7 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveReque
 			resp.Header = s.Header()
 			return resp, nil
 		}
-		if !retryLeaseCall(err) || time.Now().After(deadline) || ctx.Err() != nil {
+		if !retryAtNextLeader(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, err
 		}
 		s.waitLeaderChange(ctx, deadline)

@@ -175,17 +175,15 @@ func Open(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	// Fail on a taken peer port before anything is written. A member
-	// that exists may listen elsewhere (a member update moved it): it is
-	// checked once its records are read.
-	if meta == nil {
+	fresh := meta == nil
+	var joinInfo *transport.ClusterInfo
+	if fresh {
+		// Fail on a taken peer port before anything is written. A member
+		// that exists may listen elsewhere (a member update moved it): it
+		// is checked once its records are read.
 		if err := checkPortFree(selfURL, cfg.PeerListenAddr); err != nil {
 			return nil, err
 		}
-	}
-	fresh := meta == nil
-	var joinInfo *transport.ClusterInfo
-	if meta == nil {
 		meta = &memberMeta{MemberID: cfg.ID, Engine: cfg.Engine.Name}
 		if cfg.Join {
 			if joinInfo, err = s.fetchJoinInfo(selfURL); err != nil {

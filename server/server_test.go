@@ -197,6 +197,17 @@ func (c *testCluster) startJoining(id uint64, u string) *Server {
 	return s
 }
 
+// startLearner adds a learner through s and starts it.
+func (c *testCluster) startLearner(s *Server) *Server {
+	c.t.Helper()
+	u := freeURL(c.t)
+	add, err := s.MemberAdd(ctx(c.t), &pb.MemberAddRequest{PeerURLs: []string{u}, IsLearner: true})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.startJoining(add.Member.ID, u)
+}
+
 func (c *testCluster) stop(i int) {
 	c.members[i].Stop()
 	c.members[i] = nil
@@ -1658,15 +1669,10 @@ func TestPhysicalCompactionMeetsAnInstall(t *testing.T) {
 func TestLearnerAndMemberIDEdges(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader, f := c.leaderAndFollowers()
-	u := freeURL(t)
-	add, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{u}, IsLearner: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := c.startLearner(leader)
 	if _, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{c.urls[0]}, IsLearner: true}); !errors.Is(err, ErrPeerURLExists) {
 		t.Fatalf("second learner on member 1's URL: %v, want ErrPeerURLExists", err)
 	}
-	l := c.startJoining(add.Member.ID, u)
 	for deadline := time.Now().Add(10 * time.Second); !l.IsLearner() || !hasName(leader, l.ID()); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("learner %d did not start", l.ID())
@@ -1774,12 +1780,7 @@ func TestUpdatedPeerURLAfterRestart(t *testing.T) {
 func TestPromoteThroughLeaderLoss(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader, f := c.leaderAndFollowers()
-	u := freeURL(t)
-	add, err := leader.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{u}, IsLearner: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := c.startJoining(add.Member.ID, u)
+	l := c.startLearner(leader)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		st := leader.node.Status()
 		if pr, ok := st.Progress[l.ID()]; ok && pr.Match >= st.Progress[leader.ID()].Match && hasName(leader, l.ID()) {
