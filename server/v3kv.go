@@ -208,13 +208,12 @@ func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Comp
 	return out, nil
 }
 
-// Watch creates a watcher on this member's hub.
+// Watch creates a watcher with its own channel on this member's hub.
 func (s *Server) Watch(r *pb.WatchCreateRequest) (*watch.Watcher, error) { return s.hub.Watch(r) }
 
-// RequestProgressAll asks for one progress notification across ws.
-func (s *Server) RequestProgressAll(ws []*watch.Watcher) (int64, bool) {
-	return s.hub.RequestProgressAll(ws)
-}
+// WatchStream returns a new stream of this member's hub: the watchers of
+// one gRPC Watch call.
+func (s *Server) WatchStream() *watch.Stream { return s.hub.NewStream() }
 
 // proposeInternal replicates a request and returns the state machine's
 // response once it is applied here.

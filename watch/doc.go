@@ -44,42 +44,55 @@
 // ones come from Notify. If Notify advanced the revision during the read,
 // the watcher stays unsynced and the loop reads again at once.
 //
-// # Slow watchers
+// # Streams and slow watchers
 //
-// Each watcher has a bounded channel (BufferSize responses). Notify never
-// blocks: when a synced watcher's channel is full it drops the response,
-// moves the watcher to the unsynced group with minRev at that revision (the
-// role of etcd's victims) and wakes the sync loop, which reads those
-// revisions from History again once the watcher has room (checked every
-// SyncInterval). Memory per slow watcher is thus bounded by its channel;
-// nothing is queued for it elsewhere. Only the sync loop sends to an
-// unsynced watcher, so room it sees stays there.
+// A watcher made by Hub.Watch has a bounded channel of its own (BufferSize
+// responses). The watchers of one etcd watch stream are made by
+// Stream.Watch instead and share the stream's queue, which holds their
+// responses and the caller's (created, canceled) in the order they were
+// made; one reader takes them all (Stream.Take) and sends them on. A
+// watcher then costs its state alone, with no channel and no goroutine,
+// and a client that stops reading holds at most BufferSize of the hub's
+// responses per stream, as etcd's stream buffer of 128.
+//
+// Notify never blocks: when a synced watcher's queue is full it drops the
+// response, moves the watcher to the unsynced group with minRev at that
+// revision (the role of etcd's victims) and wakes the sync loop, which
+// reads those revisions from History again once the queue has room
+// (checked every SyncInterval, and at once when a stream's reader takes
+// from a queue a watcher found full). Memory per slow watcher is thus
+// bounded by its queue; nothing is queued for it elsewhere. Catch-up
+// responses also stop at about 8 MiB queued, estimated from the last one's
+// size, so a reader that does not keep up does not make the hub read
+// history ahead into memory.
 //
 // When History answers ErrCompacted for a watcher's minRev (a start
 // revision below the compaction, or a slow watcher that fell behind a
 // compaction), the watcher gets a final response with Canceled and
 // CompactRevision (History.CompactRevision) after the responses it already
-// has, and its channel is closed, as etcd cancels it. A batch of a History
+// has, and its channel is closed (a stream's watcher just ends), as etcd
+// cancels it. A batch of a History
 // read that failed is never delivered.
 //
 // # Responses
 //
-// Watcher.C yields *etcdserverpb.WatchResponse values: the caller fills
-// the header's cluster, member and term and forwards them. Events are
-// shared between watchers and must not be modified; a watcher that did not
-// ask for prev_kv gets a copy of each event without PrevKv. Filters
-// (NOPUT, NODELETE) are applied by the hub, and a revision whose events are
-// all filtered out sends nothing. Fragments splits a response under a size
-// limit for watchers created with fragment.
+// Watcher.C and Stream.Take yield *etcdserverpb.WatchResponse values:
+// the caller fills the header's cluster, member and term and forwards
+// them. Events are shared between watchers and must not be modified; a
+// watcher that did not ask for prev_kv gets a copy of each event without
+// PrevKv. Filters (NOPUT, NODELETE) are applied by the hub, and a revision
+// whose events are all filtered out sends nothing. Fragments splits a
+// response under a size limit for watchers created with fragment.
 //
 // Progress: a watcher created with progress_notify gets an empty response
 // at the hub revision at each Watcher.ProgressTick that ends a period in
-// which it got nothing else; the caller keeps the clock (etcd's is one
-// per watch stream, 10 minutes plus jitter by default).
-// Watcher.RequestProgress and Hub.RequestProgressAll answer explicit
+// which it got nothing else (Stream.ProgressTick for a whole stream); the
+// caller keeps the clock (etcd's is one per watch stream, 10 minutes plus
+// jitter by default).
+// Watcher.RequestProgress and Stream.RequestProgress answer explicit
 // requests; like etcd they do nothing for watchers that are catching up
-// (or whose start revision is still ahead), and RequestProgressAll puts a
-// marker with watch id InvalidWatchID into each watcher's channel at one
-// revision, so a stream that has forwarded all markers can send one
-// stream-wide progress response without reordering it before events.
+// (or whose start revision is still ahead). Stream.RequestProgress queues
+// one response with watch id InvalidWatchID at the hub's revision for the
+// whole stream: the queue is in order, so every event of the stream's
+// watchers up to that revision is ahead of it.
 package watch

@@ -101,6 +101,7 @@ type Hub struct {
 	ranges map[*Watcher]struct{}
 	// unsynced watchers, served by the sync loop from History.
 	unsynced map[*Watcher]struct{}
+	streams  map[*Stream]struct{} // open streams, closed with the hub
 }
 
 // NewHub returns a hub whose store is at currentRev and starts its
@@ -115,6 +116,7 @@ func NewHub(h History, currentRev int64, opts Options) *Hub {
 		keys:     make(map[string]map[*Watcher]struct{}),
 		ranges:   make(map[*Watcher]struct{}),
 		unsynced: make(map[*Watcher]struct{}),
+		streams:  make(map[*Stream]struct{}),
 	}
 	hub.wg.Add(1)
 	go hub.loop()
@@ -137,10 +139,13 @@ const (
 	stateDone
 )
 
-// Watcher is one watch. Its responses arrive on C in revision order.
+// Watcher is one watch. Its responses arrive in revision order, on C for
+// a watcher made by Hub.Watch, on its stream's queue for one made by
+// Stream.Watch.
 type Watcher struct {
 	hub *Hub
 	id  int64
+	s   *Stream // nil: the watcher has its own channel ch
 
 	key      []byte
 	end      []byte // as History takes it: nil single key, "\x00" from key
@@ -155,14 +160,15 @@ type Watcher struct {
 	// watch from "now" gets only events above it.
 	createdRev int64
 
-	ch chan *pb.WatchResponse
+	ch chan *pb.WatchResponse // nil for a stream's watcher
 
 	// guarded by hub.mu
 	state     state
 	minRev    int64 // the next revision this watcher has to receive
 	compacted int64 // != 0: a compaction cancel waits for room in ch
 	sent      bool  // a response was sent since the last progress tick
-	// batchBytes is the size of the last catch-up response's events.
+	// batchBytes is the size of the last catch-up response's events (a
+	// stream keeps its own).
 	batchBytes int
 }
 
@@ -195,7 +201,8 @@ func (w *Watcher) CreatedRev() int64 { return w.createdRev }
 // (see Fragments).
 func (w *Watcher) Fragment() bool { return w.fragment }
 
-// C returns the watcher's responses: event batches (Header.Revision is the
+// C returns the responses of a watcher made by Hub.Watch (nil for a
+// stream's): event batches (Header.Revision is the
 // hub's revision when the batch was made), progress notifications (no
 // events), and at most one final compaction cancel (Canceled, with
 // CompactRevision). It is closed after Cancel, Close or the compaction
@@ -204,7 +211,8 @@ func (w *Watcher) Fragment() bool { return w.fragment }
 func (w *Watcher) C() <-chan *pb.WatchResponse { return w.ch }
 
 // Cancel stops the watcher and closes its channel (responses already in
-// it stay readable). It is idempotent.
+// it stay readable). It is idempotent. A stream's watcher is canceled
+// with Stream.Cancel.
 func (w *Watcher) Cancel() {
 	h := w.hub
 	h.mu.Lock()
@@ -238,12 +246,34 @@ func (w *Watcher) shape(ev *mvccpb.Event) *mvccpb.Event {
 	return ev
 }
 
-// Watch creates a watcher. start_revision 0 (or above the current
-// revision) watches from the next revision; a start revision at or below
-// the current one first catches up from History. A non-zero watch_id is
-// used as is (the caller keeps ids unique per stream); zero lets the hub
-// pick one unique on the hub.
+// Watch creates a watcher with its own channel. start_revision 0 (or
+// above the current revision) watches from the next revision; a start
+// revision at or below the current one first catches up from History. A
+// non-zero watch_id is used as is (the caller keeps ids unique); zero lets
+// the hub pick one unique on the hub.
 func (h *Hub) Watch(req *pb.WatchCreateRequest) (*Watcher, error) {
+	w, err := h.newWatcher(req)
+	if err != nil {
+		return nil, err
+	}
+	w.ch = make(chan *pb.WatchResponse, h.opts.BufferSize)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if req.WatchId != 0 {
+		w.id = req.WatchId
+	} else {
+		h.nextID++
+		w.id = h.nextID
+	}
+	h.register(w)
+	return w, nil
+}
+
+// newWatcher checks req and returns its watcher, not yet registered.
+func (h *Hub) newWatcher(req *pb.WatchCreateRequest) (*Watcher, error) {
 	if req.StartRevision < 0 {
 		return nil, ErrInvalidRevision
 	}
@@ -254,7 +284,6 @@ func (h *Hub) Watch(req *pb.WatchCreateRequest) (*Watcher, error) {
 		progress: req.ProgressNotify,
 		fragment: req.Fragment,
 		startRev: req.StartRevision,
-		ch:       make(chan *pb.WatchResponse, h.opts.BufferSize),
 	}
 	if w.key == nil {
 		w.key = []byte{}
@@ -278,29 +307,22 @@ func (h *Hub) Watch(req *pb.WatchCreateRequest) (*Watcher, error) {
 			w.noDelete = true
 		}
 	}
-
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, ErrClosed
-	}
-	if req.WatchId != 0 {
-		w.id = req.WatchId
-	} else {
-		h.nextID++
-		w.id = h.nextID
-	}
-	w.createdRev = h.rev
-	if req.StartRevision == 0 || req.StartRevision > h.rev {
-		w.minRev = max(h.rev+1, req.StartRevision)
-		h.addSynced(w)
-	} else {
-		w.minRev = req.StartRevision
-		w.state = stateUnsynced
-		h.unsynced[w] = struct{}{}
-		h.wake()
-	}
 	return w, nil
+}
+
+// register puts a new watcher in the synced or the unsynced group. h.mu
+// held.
+func (h *Hub) register(w *Watcher) {
+	w.createdRev = h.rev
+	if w.startRev == 0 || w.startRev > h.rev {
+		w.minRev = max(h.rev+1, w.startRev)
+		h.addSynced(w)
+		return
+	}
+	w.minRev = w.startRev
+	w.state = stateUnsynced
+	h.unsynced[w] = struct{}{}
+	h.wake()
 }
 
 func (h *Hub) wake() {
@@ -347,7 +369,53 @@ func (h *Hub) finish(w *Watcher) {
 		delete(h.unsynced, w)
 	}
 	w.state = stateDone
+	if w.s != nil {
+		w.s.ended(w)
+		return
+	}
 	close(w.ch)
+}
+
+// full reports whether w's queue has no room for another response of the
+// hub's. h.mu held.
+func (w *Watcher) full() bool {
+	if w.s != nil {
+		return w.s.queued() >= w.hub.opts.BufferSize
+	}
+	return len(w.ch) == cap(w.ch)
+}
+
+// put queues resp for w if there is room. h.mu held.
+func (w *Watcher) put(resp *pb.WatchResponse) bool {
+	if w.s != nil {
+		return w.s.offer(w, resp, w.hub.opts.BufferSize)
+	}
+	select {
+	case w.ch <- resp:
+		return true
+	default:
+		return false
+	}
+}
+
+// backlogTooBig reports whether the catch-up responses queued ahead of
+// w's next one hold about maxQueuedBatchBytes already, estimated from the
+// last one's size. h.mu held.
+func (w *Watcher) backlogTooBig() bool {
+	if w.s != nil {
+		return w.s.queued()*w.s.batchBytes >= maxQueuedBatchBytes
+	}
+	return len(w.ch)*w.batchBytes >= maxQueuedBatchBytes
+}
+
+// noteBatch records the size of a catch-up response queued for w. h.mu
+// held.
+func (w *Watcher) noteBatch(size int) {
+	if w.s != nil {
+		w.s.batchBytes = size
+		return
+	}
+	w.batchBytes = size
 }
 
 // Notify hands the hub the events of the write transaction that committed
@@ -400,18 +468,17 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 			WatchId: w.id,
 			Events:  batches[w],
 		}
-		select {
-		case w.ch <- resp:
+		if w.put(resp) {
 			w.sent = true
 			w.minRev = rev + 1
-		default:
-			// Slow watcher: it reads rev and later from History.
-			h.removeSynced(w)
-			w.state = stateUnsynced
-			w.minRev = rev
-			h.unsynced[w] = struct{}{}
-			h.wake()
+			continue
 		}
+		// Slow watcher: it reads rev and later from History.
+		h.removeSynced(w)
+		w.state = stateUnsynced
+		w.minRev = rev
+		h.unsynced[w] = struct{}{}
+		h.wake()
 	}
 }
 
@@ -509,14 +576,21 @@ func (h *Hub) syncPass() bool {
 
 // syncOne advances one unsynced watcher by at most one batch read from
 // History up to target. Only the sync loop sends to an unsynced watcher's
-// channel, so room seen here is still there when the batch is sent.
+// own channel, so room seen here is still there when the batch is sent;
+// a stream's queue is shared with its synced watchers, and a batch that
+// finds it full is read again later.
 func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
 	h.mu.Lock()
 	if w.state != stateUnsynced {
 		h.mu.Unlock()
 		return false
 	}
-	if len(w.ch) == cap(w.ch) || len(w.ch)*w.batchBytes >= maxQueuedBatchBytes {
+	if w.full() || w.backlogTooBig() {
+		if w.s != nil {
+			w.s.mu.Lock()
+			w.s.behind = true // the stream's next Take wakes the loop
+			w.s.mu.Unlock()
+		}
 		h.mu.Unlock()
 		return false // still slow: retry on the next tick
 	}
@@ -578,13 +652,13 @@ func (h *Hub) syncOne(w *Watcher, target int64) (progressed bool) {
 			WatchId: w.id,
 			Events:  evs,
 		}
-		select {
-		case w.ch <- resp:
-			w.sent = true
-			w.batchBytes = size
-		default: // cannot happen (see above); read again later
+		if !w.put(resp) {
+			// Only a stream's other watchers can have taken the room
+			// seen above: read again later.
 			return false
 		}
+		w.sent = true
+		w.noteBatch(size)
 	}
 	w.minRev = next
 	if w.minRev > h.rev {
@@ -608,10 +682,8 @@ func (h *Hub) sendCompacted(w *Watcher) {
 		Canceled:        true,
 		CompactRevision: w.compacted,
 	}
-	select {
-	case w.ch <- resp:
+	if w.put(resp) {
 		h.finish(w)
-	default:
 	}
 }
 
@@ -621,12 +693,7 @@ func (h *Hub) progress(w *Watcher, id int64) bool {
 	if w.state != stateSynced || h.rev < w.startRev {
 		return false
 	}
-	select {
-	case w.ch <- &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.rev}, WatchId: id}:
-		return true
-	default:
-		return false
-	}
+	return w.put(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.rev}, WatchId: id})
 }
 
 // ProgressTick ends a period of w's progress notifications, which the
@@ -635,12 +702,17 @@ func (h *Hub) progress(w *Watcher, id int64) bool {
 // notification, as RequestProgress sends it. Watchers without
 // progress_notify are left alone.
 func (w *Watcher) ProgressTick() {
-	if !w.progress {
-		return
-	}
 	h := w.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.tick(w)
+}
+
+// tick is ProgressTick with h.mu held.
+func (h *Hub) tick(w *Watcher) {
+	if !w.progress {
+		return
+	}
 	if !w.sent {
 		h.progress(w, w.id)
 	}
@@ -656,33 +728,6 @@ func (w *Watcher) RequestProgress() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.progress(w, w.id)
-}
-
-// RequestProgressAll is etcd's stream-wide progress request: if every
-// watcher in ws is synced and has room, it puts a progress response with
-// watch id InvalidWatchID and one revision into each of their channels,
-// atomically with respect to Notify, and returns that revision. A stream
-// that has forwarded all of these markers has forwarded every event up to
-// the revision of all its watchers, and then sends one progress response.
-// It returns ok false otherwise (the caller retries later, as etcd defers
-// the request).
-func (h *Hub) RequestProgressAll(ws []*Watcher) (rev int64, ok bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, w := range ws {
-		if w.state == stateDone {
-			continue
-		}
-		if w.state != stateSynced || h.rev < w.startRev || len(w.ch) == cap(w.ch) {
-			return 0, false
-		}
-	}
-	for _, w := range ws {
-		if w.state != stateDone {
-			h.progress(w, InvalidWatchID)
-		}
-	}
-	return h.rev, true
 }
 
 // Close stops the hub: every watcher's channel is closed, Watch fails with
@@ -709,6 +754,9 @@ func (h *Hub) Close() {
 	}
 	for _, w := range all {
 		h.finish(w)
+	}
+	for st := range h.streams {
+		st.shut()
 	}
 	h.mu.Unlock()
 	h.wg.Wait()

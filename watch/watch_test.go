@@ -537,19 +537,16 @@ func TestRequestProgress(t *testing.T) {
 	f.hold = hold
 	f.mu.Unlock()
 	b := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 1})
-	if rev, ok := h.RequestProgressAll([]*Watcher{a, b}); ok {
-		t.Fatalf("progress-all with a watcher catching up: %d", rev)
+	if b.RequestProgress() {
+		t.Fatal("progress for a watcher catching up")
 	}
 	release()
 	events(t, b, 2) // served by the kick, not the (hour-long) tick
-	rev, ok := h.RequestProgressAll([]*Watcher{a, b})
-	if !ok || rev != 2 {
-		t.Fatalf("progress-all %d %v", rev, ok)
+	if !b.RequestProgress() {
+		t.Fatal("caught-up watcher refused progress")
 	}
-	for _, w := range []*Watcher{a, b} {
-		if r := recv(t, w); r.WatchId != InvalidWatchID || r.Header.Revision != 2 || len(r.Events) != 0 {
-			t.Fatalf("marker %v", r)
-		}
+	if r := recv(t, b); len(r.Events) != 0 || r.Header.Revision != 2 {
+		t.Fatalf("progress %v", r)
 	}
 	future := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 10})
 	if future.RequestProgress() {
@@ -687,15 +684,11 @@ func TestFragmentsBoundary(t *testing.T) {
 // Many watchers, created concurrently at past, current and future
 // revisions while one writer notifies, some reading slowly: each gets
 // exactly the events of its range from its start revision, in order.
-func TestConcurrentNoGapNoDup(t *testing.T) {
-	f := newFakeHistory()
-	opts := fastOpts()
-	opts.BufferSize = 8
-	opts.MaxRevsPerBatch = 7
-	h := NewHub(f, 0, opts)
-	defer h.Close()
-	keys := []string{"a", "b", "c", "d", "e"}
-	const revs = 1500
+// writeRandom writes revs revisions of one to three puts or deletes of
+// keys from a goroutine, sleeping now and then, and then a last revision
+// that puts every key, so that readers know they are done. Wait on the
+// group it returns.
+func writeRandom(f *fakeHistory, h *Hub, keys []string, revs int) *sync.WaitGroup {
 	var writer sync.WaitGroup
 	writer.Add(1)
 	go func() {
@@ -718,13 +711,44 @@ func TestConcurrentNoGapNoDup(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		}
-		// A last revision every watcher sees, so readers know they are done.
 		var last []op
 		for _, k := range keys {
 			last = append(last, p(k))
 		}
 		put(f, h, last...)
 	}()
+	return &writer
+}
+
+// matchHistory checks that got holds exactly the events History has on
+// [key, end) from revision start.
+func matchHistory(f *fakeHistory, start int64, key, end []byte, got []*mvccpb.Event) error {
+	var want []*mvccpb.Event
+	_ = f.Events(start, key, end, func(ev *mvccpb.Event) bool {
+		want = append(want, ev)
+		return true
+	})
+	if len(got) != len(want) {
+		return fmt.Errorf("from %d: %d events, history has %d", start, len(got), len(want))
+	}
+	for i := range got {
+		if got[i].Kv.ModRevision != want[i].Kv.ModRevision || !bytes.Equal(got[i].Kv.Key, want[i].Kv.Key) || got[i].Type != want[i].Type {
+			return fmt.Errorf("event %d: got %s want %s", i, desc(got[i:i+1]), desc(want[i:i+1]))
+		}
+	}
+	return nil
+}
+
+func TestConcurrentNoGapNoDup(t *testing.T) {
+	f := newFakeHistory()
+	opts := fastOpts()
+	opts.BufferSize = 8
+	opts.MaxRevsPerBatch = 7
+	h := NewHub(f, 0, opts)
+	defer h.Close()
+	keys := []string{"a", "b", "c", "d", "e"}
+	const revs = 1500
+	writer := writeRandom(f, h, keys, revs)
 	const final = revs + 1
 
 	var readers sync.WaitGroup
@@ -789,20 +813,9 @@ func TestConcurrentNoGapNoDup(t *testing.T) {
 			if start == -1 {
 				start = got[0].Kv.ModRevision
 			}
-			var want []*mvccpb.Event
-			_ = f.Events(start, req.Key, req.RangeEnd, func(ev *mvccpb.Event) bool {
-				want = append(want, ev)
-				return true
-			})
-			if len(got) != len(want) {
-				errs <- fmt.Errorf("watcher %d from %d: %d events, history has %d", g, start, len(got), len(want))
+			if err := matchHistory(f, start, req.Key, req.RangeEnd, got); err != nil {
+				errs <- fmt.Errorf("watcher %d: %w", g, err)
 				return
-			}
-			for i := range got {
-				if got[i].Kv.ModRevision != want[i].Kv.ModRevision || !bytes.Equal(got[i].Kv.Key, want[i].Kv.Key) || got[i].Type != want[i].Type {
-					errs <- fmt.Errorf("watcher %d event %d: got %s want %s", g, i, desc(got[i:i+1]), desc(want[i:i+1]))
-					return
-				}
 			}
 			w.Cancel()
 		}(g)

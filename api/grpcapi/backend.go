@@ -32,14 +32,9 @@ type Backend interface {
 	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
 	LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error)
 
-	// Watch: the member's watch hub (watch.Hub's Watch and
-	// RequestProgressAll). The Watch service passes requests with
-	// WatchId 0 (the hub picks its id; the stream relabels responses with
-	// its own ids), a non-empty key and a valid range and start revision.
-	// RequestProgressAll is called with the stream's lock held, so it must
-	// not block (the hub's only takes the hub's lock).
-	Watch(r *pb.WatchCreateRequest) (*watch.Watcher, error)
-	RequestProgressAll(ws []*watch.Watcher) (rev int64, ok bool)
+	// WatchStream returns a new stream of the member's watch hub
+	// (watch.Hub.NewStream), one per Watch call.
+	WatchStream() *watch.Stream
 
 	// Cluster.
 	MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error)

@@ -272,13 +272,7 @@ func (b *testBackend) LeaseLeases(context.Context, *pb.LeaseLeasesRequest) (*pb.
 	return resp, nil
 }
 
-func (b *testBackend) Watch(r *pb.WatchCreateRequest) (*watch.Watcher, error) {
-	return b.hub.Watch(r)
-}
-
-func (b *testBackend) RequestProgressAll(ws []*watch.Watcher) (int64, bool) {
-	return b.hub.RequestProgressAll(ws)
-}
+func (b *testBackend) WatchStream() *watch.Stream { return b.hub.NewStream() }
 
 func (b *testBackend) MemberList(context.Context, *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	if err := b.injected("MemberList"); err != nil {

@@ -12,16 +12,16 @@
 //     checkDeleteRequest and checkTxnRequest/checkIntervals with the same
 //     rpctypes errors, then passed to the backend. RangeStream is served
 //     from one Range, sent in chunks.
-//   - watch.go (v3rpc/watch.go): one Watch call is a stream of watchers
-//     of the backend's watch hub (package watch). The handler's goroutine
-//     is the only sender; a request loop creates and cancels watchers;
-//     one forwarder per watcher relabels the hub's responses with the
-//     stream's watch ids (etcd's: automatic ids count from 0 per stream,
-//     a client's id is kept, a duplicate is refused) and fills the header.
-//     Stream-wide progress requests use the hub's markers (see
-//     progressRound). Responses of watchers that asked for fragment are
-//     split with watch.Fragments at MaxRequestBytes plus gRPC's 512 KiB
-//     allowance, the size etcd 3.7 uses.
+//   - watch.go (v3rpc/watch.go): one Watch call is one watch.Stream of
+//     the backend's hub, whose queue holds the responses of all its
+//     watchers and the call's own in order. The handler's goroutine takes
+//     from it, fills the headers and is the only sender; a request loop
+//     creates and cancels watchers with the stream's watch ids (etcd's:
+//     automatic ids count from 0 per stream, a client's id is kept, a
+//     duplicate is refused). There is no goroutine or channel per watcher.
+//     Responses of watchers that asked for fragment are split with
+//     watch.Fragments at MaxRequestBytes plus gRPC's 512 KiB allowance,
+//     the size etcd 3.7 uses.
 //   - lease.go (v3rpc/lease.go): an unknown lease answers TTL -1 to
 //     TimeToLive and TTL 0 to a keepalive, not an error, as in etcd.
 //   - cluster.go, maintenance.go: pass-through. Snapshot streams
@@ -48,10 +48,6 @@
 //     watcher was made (watch.Watcher.CreatedRev), so a watcher from
 //     revision 0 gets only events above it; etcd reads its store's
 //     revision just after, which can rarely be one write ahead.
-//   - A progress request that arrives while another is being answered is
-//     answered once that one is sent, by one more response; etcd answers
-//     each at once. As in etcd, there is no answer when a watcher is
-//     catching up or the stream has no watcher.
 //   - On the shared port, HTTP/2 connections go to gRPC only when their
 //     first request is gRPC (etcd sends all HTTP/2 to gRPC), so that h2c
 //     reaches the HTTP API.
