@@ -53,7 +53,8 @@
 // made; one reader takes them all (Stream.Take) and sends them on. A
 // watcher then costs its state alone, with no channel and no goroutine,
 // and a client that stops reading holds at most BufferSize of the hub's
-// responses per stream, as etcd's stream buffer of 128.
+// responses per stream, as etcd's stream buffer of 128 (and 16 more of
+// the caller's).
 //
 // Notify never blocks: when a synced watcher's queue is full it drops the
 // response, moves the watcher to the unsynced group with minRev at that

@@ -78,8 +78,8 @@ func (o Options) withDefaults() Options {
 }
 
 // InvalidWatchID is the watch id of a progress response that speaks for
-// every watcher of a stream (clientv3.InvalidWatchID). Watchers in
-// RequestProgressAll that are already done are skipped.
+// every watcher of a stream (clientv3.InvalidWatchID; see
+// Stream.RequestProgress).
 const InvalidWatchID = -1
 
 // Hub fans the events of committed revisions out to watchers. See the

@@ -17,7 +17,8 @@ const controlRoom = 16
 // (Take) and sends them on. It replaces a channel and a forwarding
 // goroutine per watcher: a watcher costs its state alone, and a stream
 // whose client does not read holds at most BufferSize of the hub's
-// responses (plus the catch-up bound), however many watchers it has.
+// responses and controlRoom of the caller's (plus the catch-up bound),
+// however many watchers it has.
 //
 // Watchers of a stream are created and canceled through it, by one
 // goroutine (the stream's request loop); their ids are the caller's.
@@ -207,33 +208,19 @@ func (s *Stream) Queue(resp *pb.WatchResponse, done <-chan struct{}) error {
 	})
 }
 
-// Cancel stops w, a watcher of this stream, drops its events still
-// queued, and queues resp, its canceled response: nothing of w follows
-// it. It waits while the queue is full, until done is closed.
+// Cancel stops w, a watcher of this stream, and queues resp, its
+// canceled response, after what w has queued already: nothing of w
+// follows it. What is queued is kept, as etcd sends what its stream
+// buffer holds: a stream-wide progress response already queued may
+// speak for those events. It waits while the queue is full, until done
+// is closed.
 func (s *Stream) Cancel(w *Watcher, resp *pb.WatchResponse, done <-chan struct{}) error {
 	h := s.hub
 	return s.control(done, func() error {
-		if w.state != stateDone {
-			h.finish(w)
-			s.mu.Lock()
-			s.q = dropOf(s.q, w)
-			s.mu.Unlock()
-		}
+		h.finish(w)
 		s.push(resp)
 		return nil
 	})
-}
-
-// dropOf removes w's responses from q, keeping the order of the rest.
-func dropOf(q []queued, w *Watcher) []queued {
-	kept := q[:0]
-	for _, it := range q {
-		if it.w != w {
-			kept = append(kept, it)
-		}
-	}
-	clear(q[len(kept):])
-	return kept
 }
 
 // Ready is signalled when responses were queued or the stream closed:

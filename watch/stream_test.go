@@ -150,8 +150,9 @@ func TestStreamSlowReaderIsBounded(t *testing.T) {
 	}
 }
 
-// Cancel drops the canceled watcher's queued events, keeps the rest in
-// order, and queues the canceled response after them.
+// Cancel queues the canceled response after the watcher's queued events,
+// which are kept (a progress response queued after them may speak for
+// them), and nothing of the watcher follows it.
 func TestStreamCancel(t *testing.T) {
 	f := newFakeHistory()
 	h := NewHub(f, 0, fastOpts())
@@ -160,21 +161,36 @@ func TestStreamCancel(t *testing.T) {
 	a := streamWatch(t, s, 1, &pb.WatchCreateRequest{Key: []byte("k")})
 	streamWatch(t, s, 2, &pb.WatchCreateRequest{Key: []byte("k")})
 	put(f, h, p("k"))
+	if !s.RequestProgress() {
+		t.Fatal("progress refused")
+	}
 	put(f, h, p("k"))
 	if err := s.Cancel(a, &pb.WatchResponse{WatchId: 1, Canceled: true}, nil); err != nil {
 		t.Fatal(err)
 	}
 	put(f, h, p("k"))
-	var trace []string
-	for _, o := range takeAll(t, s, 6) {
+	trace := map[int64][]string{}
+	for _, o := range takeAll(t, s, 9) {
 		r := o.Resp
-		trace = append(trace, fmt.Sprintf("%d:created=%v,canceled=%v,events=%d", r.WatchId, r.Created, r.Canceled, len(r.Events)))
+		var what string
+		switch {
+		case r.Created:
+			what = "created"
+		case r.Canceled:
+			what = "canceled"
+		case r.WatchId == InvalidWatchID:
+			what = fmt.Sprint("progress@", r.Header.Revision)
+		default:
+			what = fmt.Sprint("event@", r.Events[0].Kv.ModRevision)
+		}
+		trace[r.WatchId] = append(trace[r.WatchId], what)
+		if r.WatchId == InvalidWatchID && len(trace[1]) != 2 {
+			t.Fatalf("progress response after %v of watcher 1, want its event at 1 ahead", trace[1])
+		}
 	}
-	want := "[1:created=true,canceled=false,events=0 2:created=true,canceled=false,events=0 " +
-		"2:created=false,canceled=false,events=1 2:created=false,canceled=false,events=1 " +
-		"1:created=false,canceled=true,events=0 2:created=false,canceled=false,events=1]"
+	want := "map[-1:[progress@1] 1:[created event@1 event@2 canceled] 2:[created event@1 event@2 event@3]]"
 	if fmt.Sprint(trace) != want {
-		t.Fatalf("responses\n%v\nwant\n%v", trace, want)
+		t.Fatalf("responses by watcher\n%v\nwant\n%v", trace, want)
 	}
 	// A second cancel of a stopped watcher only queues its response.
 	if err := s.Cancel(a, &pb.WatchResponse{WatchId: 1, Canceled: true}, nil); err != nil {

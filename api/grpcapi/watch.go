@@ -40,9 +40,8 @@ type watchServer struct {
 //   - recvLoop, reading requests: creates, cancels, progress requests. It
 //     alone touches watchers.
 //
-// The hub queues a watcher's created response before its events and
-// drops its queued events when it is canceled, so none follows its
-// canceled response.
+// The hub queues a watcher's created response before its events, and its
+// canceled response after the last of them.
 type watchStream struct {
 	b             Backend
 	fragmentBytes int

@@ -3,6 +3,8 @@ package grpcapi
 import (
 	"context"
 	"fmt"
+	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +14,10 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 func nextEvents(t *testing.T, wch clientv3.WatchChan) clientv3.WatchResponse {
@@ -463,5 +468,70 @@ func TestCreatedHeaderIsTheHubRevision(t *testing.T) {
 	}
 	if r.Events[0].Kv.ModRevision <= created.Header.GetRevision() {
 		t.Errorf("event at %d, at or below the created header's revision %d", r.Events[0].Kv.ModRevision, created.Header.GetRevision())
+	}
+}
+
+// Streams whose clients send thousands of creates without reading, while
+// large values are written, and are then cut off: their goroutines end
+// and no watcher is left on the hub.
+func TestWatchStreamsNotReadThenCut(t *testing.T) {
+	e := newTestEnv(t, Options{})
+	e.put("k", "v")
+	time.Sleep(100 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	val := strings.Repeat("x", 64*1024)
+	for range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		ws, err := pb.NewWatchClient(e.cli.ActiveConnection()).Watch(ctx, grpc.MaxCallRecvMsgSize(math.MaxInt32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for range 2000 {
+				if ws.Send(createReq(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 1})) != nil {
+					return
+				}
+			}
+		}()
+		for range 50 {
+			e.put("k", val)
+		}
+		time.Sleep(300 * time.Millisecond)
+		cancel()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base+5 || e.b.hub.Watching() {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("goroutines %d, then %d; watchers left: %v\n%s", base, runtime.NumGoroutine(), e.b.hub.Watching(), buf)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// When the hub closes (the member stops), an open Watch call ends with
+// etcd's "server stopped", which clients retry elsewhere.
+func TestWatchHubClosed(t *testing.T) {
+	e := newTestEnv(t, Options{})
+	ws := e.rawWatch()
+	create(t, ws, &pb.WatchCreateRequest{Key: []byte("k")})
+	e.b.hub.Close()
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := ws.Recv(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if s, _ := status.FromError(err); s.Code() != codes.Unavailable || s.Message() != "etcdserver: server stopped" {
+			t.Fatalf("stream ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream still open after the hub closed")
 	}
 }
