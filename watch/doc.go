@@ -44,6 +44,15 @@
 // ones come from Notify. If Notify advanced the revision during the read,
 // the watcher stays unsynced and the loop reads again at once.
 //
+// Unsynced watchers whose next revisions lie within MaxRevsPerBatch of
+// each other share one read, over the smallest key range that holds all
+// of theirs, from the lowest of their revisions; each takes its own
+// events from it, from its own revision on. So many watchers that resume
+// from about the same revision (clients failing over from a member that
+// went down, or a snapshot install) cost one scan of the history per
+// batch, not one per watcher, while one watcher far behind is read in a
+// group of its own and holds up no other.
+//
 // # Streams and slow watchers
 //
 // A watcher made by Hub.Watch has a bounded channel of its own (BufferSize

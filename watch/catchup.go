@@ -1,0 +1,225 @@
+package watch
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// behind is an unsynced watcher ready for catch-up, with the revision it
+// needs next (read under h.mu).
+type behind struct {
+	w    *Watcher
+	from int64
+}
+
+// syncPass serves every unsynced watcher that has room once. Watchers
+// whose next revisions are close share one History read: sorted by the
+// revision they need next, each group starts at its lowest and takes in
+// every watcher within MaxRevsPerBatch of it, as far as one read reaches.
+// A thousand watchers that resume from the same revision thus cost one
+// scan of the history, not a thousand (etcd's watchable store also reads
+// once for many unsynced watchers). It reports whether another pass
+// should follow at once (some watcher progressed but is still behind).
+func (h *Hub) syncPass() bool {
+	h.mu.Lock()
+	if h.closed || len(h.unsynced) == 0 {
+		h.mu.Unlock()
+		return false
+	}
+	target := h.rev
+	ready := make([]behind, 0, len(h.unsynced))
+	for w := range h.unsynced {
+		switch {
+		case w.full() || w.backlogTooBig():
+			if w.s != nil {
+				w.s.mu.Lock()
+				w.s.behind = true // the stream's next Take wakes the loop
+				w.s.mu.Unlock()
+			}
+			// Still slow: retry on the next tick.
+		case w.compacted != 0:
+			h.sendCompacted(w)
+		default:
+			ready = append(ready, behind{w: w, from: w.minRev})
+		}
+	}
+	h.mu.Unlock()
+
+	slices.SortFunc(ready, func(a, b behind) int {
+		switch {
+		case a.from < b.from:
+			return -1
+		case a.from > b.from:
+			return 1
+		}
+		return 0
+	})
+	again := false
+	for i := 0; i < len(ready); {
+		j := i + 1
+		for j < len(ready) && ready[j].from < ready[i].from+int64(h.opts.MaxRevsPerBatch) {
+			j++
+		}
+		if h.syncGroup(ready[i:j], target) {
+			again = true
+		}
+		i = j
+	}
+	return again
+}
+
+// span returns the smallest key range, in History's terms, that holds
+// every watcher's range in g.
+func span(g []behind) (key, end []byte) {
+	key, end = g[0].w.key, g[0].w.end
+	if len(g) == 1 {
+		return key, end
+	}
+	fromKey := false
+	var last []byte // the greatest end, exclusive
+	for _, b := range g {
+		w := b.w
+		if bytes.Compare(w.key, key) < 0 {
+			key = w.key
+		}
+		switch {
+		case w.fromKey:
+			fromKey = true
+		case w.end == nil: // a single key: up to key+"\x00"
+			if e := append(bytes.Clone(w.key), 0); bytes.Compare(e, last) > 0 {
+				last = e
+			}
+		default:
+			if bytes.Compare(w.end, last) > 0 {
+				last = w.end
+			}
+		}
+	}
+	if fromKey {
+		return key, []byte{0}
+	}
+	return key, last
+}
+
+// syncGroup advances the watchers of g, sorted by the revision they need
+// next, by what one History read from the first one's revision up to
+// target holds: at most MaxRevsPerBatch revisions and about MaxBatchBytes
+// of events, cut at a revision boundary. Each watcher gets its own events
+// of the read, from its own next revision on, and then needs the revision
+// where the read stopped. A watcher whose queue filled meanwhile (a
+// stream's, shared with its synced watchers) reads again later.
+func (h *Hub) syncGroup(g []behind, target int64) (progressed bool) {
+	from := g[0].from
+	key, end := span(g)
+	var (
+		evs   []*mvccpb.Event
+		next  = target + 1
+		revs  int
+		last  int64
+		size  int
+		limit = h.opts.MaxBatchBytes
+	)
+	err := h.hist.Events(from, key, end, func(ev *mvccpb.Event) bool {
+		r := ev.GetKv().GetModRevision()
+		if r > target {
+			return false
+		}
+		if r < from {
+			return true
+		}
+		if r != last {
+			if revs == h.opts.MaxRevsPerBatch || size >= limit {
+				next = r
+				return false
+			}
+			revs++
+			last = r
+		}
+		evs = append(evs, ev)
+		size += eventBytes(ev)
+		return true
+	})
+	// Single-key watchers look their key up rather than scan the read.
+	var byKey map[string][]*mvccpb.Event
+	if len(g) > 1 && err == nil {
+		byKey = make(map[string][]*mvccpb.Event)
+		for _, ev := range evs {
+			byKey[string(ev.Kv.Key)] = append(byKey[string(ev.Kv.Key)], ev)
+		}
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		if !errors.Is(err, ErrCompacted) {
+			return false // retry on the next tick
+		}
+		// The watchers that need a compacted revision are canceled; the
+		// others read again from their own revisions.
+		c := h.hist.CompactRevision()
+		for _, b := range g {
+			if b.w.state == stateUnsynced && (b.from < c || len(g) == 1) {
+				b.w.compacted = max(c, b.from, 1)
+				h.sendCompacted(b.w)
+				progressed = true
+			}
+		}
+		return progressed
+	}
+	for _, b := range g {
+		w := b.w
+		if w.state != stateUnsynced || next <= b.from {
+			continue // canceled meanwhile, or the read stopped before its revision
+		}
+		src := evs
+		if byKey != nil && w.end == nil {
+			src = byKey[string(w.key)]
+		}
+		var mine []*mvccpb.Event
+		size := 0
+		for _, ev := range src {
+			if ev.Kv.ModRevision < b.from || !w.has(ev.Kv.Key) {
+				continue
+			}
+			if ev = w.shape(ev); ev != nil {
+				mine = append(mine, ev)
+				size += eventBytes(ev)
+			}
+		}
+		if len(mine) > 0 {
+			resp := &pb.WatchResponse{
+				Header:  &pb.ResponseHeader{Revision: target},
+				WatchId: w.id,
+				Events:  mine,
+			}
+			if !w.put(resp) {
+				continue // no room now: read again later
+			}
+			w.sent = true
+			w.noteBatch(size)
+		}
+		w.minRev = next
+		if w.minRev > h.rev {
+			// Caught up with every revision Notify has seen: from now on
+			// Notify delivers. Both happen under h.mu, so no revision
+			// falls between.
+			delete(h.unsynced, w)
+			h.addSynced(w)
+			continue
+		}
+		progressed = true
+	}
+	return progressed
+}
+
+// has reports whether key is in w's range.
+func (w *Watcher) has(key []byte) bool {
+	if w.end == nil {
+		return bytes.Equal(key, w.key)
+	}
+	return w.matches(key)
+}
