@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"sort"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
+
+// maxGroup bounds the watchers that share one read (etcd's
+// maxWatchersPerSync), and so the work of one group.
+const maxGroup = 512
 
 // behind is an unsynced watcher ready for catch-up, with the revision it
 // needs next (read under h.mu).
@@ -19,7 +24,8 @@ type behind struct {
 // syncPass serves every unsynced watcher that has room once. Watchers
 // whose next revisions are close share one History read: sorted by the
 // revision they need next, each group starts at its lowest and takes in
-// every watcher within MaxRevsPerBatch of it, as far as one read reaches.
+// every watcher within MaxRevsPerBatch of it (at most maxGroup), as far
+// as one read reaches.
 // A thousand watchers that resume from the same revision thus cost one
 // scan of the history, not a thousand (etcd's watchable store also reads
 // once for many unsynced watchers). It reports whether another pass
@@ -61,7 +67,7 @@ func (h *Hub) syncPass() bool {
 	again := false
 	for i := 0; i < len(ready); {
 		j := i + 1
-		for j < len(ready) && ready[j].from < ready[i].from+int64(h.opts.MaxRevsPerBatch) {
+		for j < len(ready) && j-i < maxGroup && ready[j].from < ready[i].from+int64(h.opts.MaxRevsPerBatch) {
 			j++
 		}
 		if h.syncGroup(ready[i:j], target) {
@@ -105,6 +111,51 @@ func span(g []behind) (key, end []byte) {
 	return key, last
 }
 
+// keySet is the union of a group's ranges: single keys by lookup, ranges
+// merged into sorted disjoint intervals.
+type keySet struct {
+	keys map[string]struct{}
+	ivs  []interval
+}
+
+type interval struct{ start, end []byte } // end nil: no end
+
+func wanted(g []behind) *keySet {
+	ks := &keySet{keys: make(map[string]struct{})}
+	var ivs []interval
+	for _, b := range g {
+		w := b.w
+		switch {
+		case w.fromKey:
+			ivs = append(ivs, interval{start: w.key})
+		case w.end == nil:
+			ks.keys[string(w.key)] = struct{}{}
+		default:
+			ivs = append(ivs, interval{start: w.key, end: w.end})
+		}
+	}
+	slices.SortFunc(ivs, func(a, b interval) int { return bytes.Compare(a.start, b.start) })
+	for _, iv := range ivs {
+		n := len(ks.ivs)
+		if n > 0 && (ks.ivs[n-1].end == nil || bytes.Compare(iv.start, ks.ivs[n-1].end) <= 0) {
+			if last := &ks.ivs[n-1]; last.end != nil && (iv.end == nil || bytes.Compare(iv.end, last.end) > 0) {
+				last.end = iv.end
+			}
+			continue
+		}
+		ks.ivs = append(ks.ivs, iv)
+	}
+	return ks
+}
+
+func (ks *keySet) has(key []byte) bool {
+	if _, ok := ks.keys[string(key)]; ok {
+		return true
+	}
+	i := sort.Search(len(ks.ivs), func(i int) bool { return bytes.Compare(ks.ivs[i].start, key) > 0 }) - 1
+	return i >= 0 && (ks.ivs[i].end == nil || bytes.Compare(key, ks.ivs[i].end) < 0)
+}
+
 // syncGroup advances the watchers of g, sorted by the revision they need
 // next, by what one History read from the first one's revision up to
 // target holds: at most MaxRevsPerBatch revisions and about MaxBatchBytes
@@ -115,6 +166,12 @@ func span(g []behind) (key, end []byte) {
 func (h *Hub) syncGroup(g []behind, target int64) (progressed bool) {
 	from := g[0].from
 	key, end := span(g)
+	// The span can hold keys no watcher of the group wants: they neither
+	// count towards the cuts nor stay in memory.
+	var want *keySet
+	if len(g) > 1 {
+		want = wanted(g)
+	}
 	var (
 		evs   []*mvccpb.Event
 		next  = target + 1
@@ -128,7 +185,7 @@ func (h *Hub) syncGroup(g []behind, target int64) (progressed bool) {
 		if r > target {
 			return false
 		}
-		if r < from {
+		if r < from || (want != nil && !want.has(ev.Kv.Key)) {
 			return true
 		}
 		if r != last {
@@ -143,26 +200,19 @@ func (h *Hub) syncGroup(g []behind, target int64) (progressed bool) {
 		size += eventBytes(ev)
 		return true
 	})
-	// Single-key watchers look their key up rather than scan the read.
-	var byKey map[string][]*mvccpb.Event
-	if len(g) > 1 && err == nil {
-		byKey = make(map[string][]*mvccpb.Event)
-		for _, ev := range evs {
-			byKey[string(ev.Kv.Key)] = append(byKey[string(ev.Kv.Key)], ev)
-		}
-	}
-
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	if err != nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
 		if !errors.Is(err, ErrCompacted) {
 			return false // retry on the next tick
 		}
 		// The watchers that need a compacted revision are canceled; the
-		// others read again from their own revisions.
+		// others read again from their own revisions. The first one is
+		// canceled in any case, as it would be alone, so that no group
+		// stays stuck on a read that keeps failing.
 		c := h.hist.CompactRevision()
-		for _, b := range g {
-			if b.w.state == stateUnsynced && (b.from < c || len(g) == 1) {
+		for i, b := range g {
+			if b.w.state == stateUnsynced && (b.from < c || i == 0) {
 				b.w.compacted = max(c, b.from, 1)
 				h.sendCompacted(b.w)
 				progressed = true
@@ -170,37 +220,60 @@ func (h *Hub) syncGroup(g []behind, target int64) (progressed bool) {
 		}
 		return progressed
 	}
-	for _, b := range g {
+
+	// Each watcher's response, made without the hub's lock (Notify is not
+	// held up by it): what a watcher matches and how it shapes events
+	// never change. Single-key watchers look their key up.
+	var byKey map[string][]*mvccpb.Event
+	if len(g) > 1 {
+		byKey = make(map[string][]*mvccpb.Event)
+		for _, ev := range evs {
+			byKey[string(ev.Kv.Key)] = append(byKey[string(ev.Kv.Key)], ev)
+		}
+	}
+	resps := make([]*pb.WatchResponse, len(g))
+	sizes := make([]int, len(g))
+	for i, b := range g {
 		w := b.w
-		if w.state != stateUnsynced || next <= b.from {
-			continue // canceled meanwhile, or the read stopped before its revision
+		if next <= b.from {
+			continue // the read stopped before its revision
 		}
 		src := evs
 		if byKey != nil && w.end == nil {
 			src = byKey[string(w.key)]
 		}
 		var mine []*mvccpb.Event
-		size := 0
 		for _, ev := range src {
 			if ev.Kv.ModRevision < b.from || !w.has(ev.Kv.Key) {
 				continue
 			}
 			if ev = w.shape(ev); ev != nil {
 				mine = append(mine, ev)
-				size += eventBytes(ev)
+				sizes[i] += eventBytes(ev)
 			}
 		}
 		if len(mine) > 0 {
-			resp := &pb.WatchResponse{
+			resps[i] = &pb.WatchResponse{
 				Header:  &pb.ResponseHeader{Revision: target},
 				WatchId: w.id,
 				Events:  mine,
 			}
-			if !w.put(resp) {
+		}
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, b := range g {
+		w := b.w
+		if w.state != stateUnsynced || next <= b.from {
+			continue // canceled meanwhile, or the read stopped before its revision
+		}
+		if resps[i] != nil {
+			if !w.put(resps[i]) {
 				continue // no room now: read again later
 			}
 			w.sent = true
-			w.noteBatch(size)
+			w.noteBatch(sizes[i])
 		}
 		w.minRev = next
 		if w.minRev > h.rev {

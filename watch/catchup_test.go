@@ -114,3 +114,38 @@ func TestCatchUpFarBehindDoesNotHoldUpOthers(t *testing.T) {
 		t.Fatalf("far watcher: %s", desc(evs))
 	}
 }
+
+// Two single-key watchers far apart share a read whose span holds a big
+// key neither watches: it counts towards no cut and is not kept.
+func TestCatchUpSpanSkipsUnwantedKeys(t *testing.T) {
+	f := newFakeHistory()
+	h := NewHub(f, 0, Options{MaxBatchBytes: 100 << 10})
+	defer h.Close()
+	for i := 0; i < 500; i++ {
+		put(f, h, op{key: "a"}, op{key: "m", size: 100 << 10}, op{key: "zzz"})
+	}
+	hold := make(chan struct{})
+	f.mu.Lock()
+	f.hold = hold
+	f.mu.Unlock()
+	a := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("a"), StartRevision: 1})
+	z := mustWatch(t, h, &pb.WatchCreateRequest{Key: []byte("zzz"), StartRevision: 1})
+	f.mu.Lock()
+	f.hold = nil
+	c0 := f.calls
+	f.mu.Unlock()
+	close(hold)
+	go func() {
+		for range z.C() {
+		}
+	}()
+	n := 0
+	for n < 500 {
+		n += len(recv(t, a).Events)
+	}
+	// A read per revision (the span's unwanted key counted against
+	// MaxBatchBytes) would be 500.
+	if reads := historyCalls(f) - c0; reads > 10 {
+		t.Fatalf("%d History reads for 500 revisions of two watched keys", reads)
+	}
+}
