@@ -47,7 +47,7 @@
 // Unsynced watchers whose next revisions lie within MaxRevsPerBatch of
 // each other share one read, over the smallest key range that holds all
 // of theirs (keeping only events some of them want), from the lowest of
-// their revisions, at most 512 watchers to a read; each takes its own
+// their revisions, at most 4096 watchers to a read; each takes its own
 // events from it, from its own revision on, without the hub lock. So many watchers that resume
 // from about the same revision (clients failing over from a member that
 // went down, or a snapshot install) cost one scan of the history per
