@@ -2,6 +2,7 @@ package watch
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"slices"
 	"sort"
@@ -57,15 +58,7 @@ func (h *Hub) syncPass() bool {
 	}
 	h.mu.Unlock()
 
-	slices.SortFunc(ready, func(a, b behind) int {
-		switch {
-		case a.from < b.from:
-			return -1
-		case a.from > b.from:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ready, func(a, b behind) int { return cmp.Compare(a.from, b.from) })
 	again := false
 	for i := 0; i < len(ready); {
 		j := i + 1
