@@ -120,7 +120,8 @@ func rvRandom(t *testing.T, seed int64) {
 	defer h.Close()
 	keys := []string{"", "a", "ab", "abc", "abd", "b", "b\x00", "ba", "c", "\x00", "\xff"}
 	compactions := seed%3 != 0
-	for i := 0; i < 200; i++ {
+	// randomOps returns the ops of one revision: one to three distinct keys.
+	randomOps := func() []op {
 		n := 1 + rnd.Intn(3)
 		var ops []op
 		seen := map[string]bool{}
@@ -132,7 +133,10 @@ func rvRandom(t *testing.T, seed int64) {
 			seen[k] = true
 			ops = append(ops, op{key: k, del: rnd.Intn(5) == 0, size: rnd.Intn(3) * 50})
 		}
-		put(f, h, ops...)
+		return ops
+	}
+	for i := 0; i < 200; i++ {
+		put(f, h, randomOps()...)
 	}
 	var all []*rvWatch
 	var amu sync.Mutex
@@ -259,18 +263,7 @@ func rvRandom(t *testing.T, seed int64) {
 				}
 			}
 		}
-		n := 1 + rnd.Intn(3)
-		var ops []op
-		seen := map[string]bool{}
-		for j := 0; j < n; j++ {
-			k := keys[rnd.Intn(len(keys))]
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			ops = append(ops, op{key: k, del: rnd.Intn(5) == 0, size: rnd.Intn(3) * 50})
-		}
-		rev, evs := f.write(ops...)
+		rev, evs := f.write(randomOps()...)
 		cur = rev
 		if rnd.Intn(15) == 0 {
 			h.Advance(rev)

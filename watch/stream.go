@@ -181,9 +181,8 @@ func (s *Stream) Watch(id int64, req *pb.WatchCreateRequest, done <-chan struct{
 	w.id = id
 	w.s = s
 	err = s.control(done, func() error {
-		if h.closed {
-			return ErrClosed
-		}
+		// control found the stream open, so the hub is too: Close shuts
+		// every stream under the same lock.
 		h.register(w)
 		s.watchers[w] = struct{}{}
 		s.push(&pb.WatchResponse{
