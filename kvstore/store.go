@@ -296,7 +296,8 @@ func (t *Txn) SetAlarm(a Alarm, on bool) {
 func (t *Txn) Commit(applied uint64, sync bool) error {
 	t.s.mu.RLock()
 	defer t.s.mu.RUnlock()
-	b := t.s.eng.NewBatch()
+	// Room for the pending writes and the applied index.
+	b := storage.NewBatchSize(t.s.eng, t.ov.Len()+1, t.ov.Size()+len(appliedKey)+8)
 	defer b.Close()
 	t.ov.ApplyTo(b)
 	var v [8]byte

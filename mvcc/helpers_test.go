@@ -64,7 +64,7 @@ func (e *env) commit() {
 }
 
 func commitBatch(eng storage.Engine, ob *overlay.Batch) error {
-	eb := eng.NewBatch()
+	eb := storage.NewBatchSize(eng, ob.Len(), ob.Size())
 	defer eb.Close()
 	ob.ApplyTo(eb)
 	if err := eb.Commit(false); err != nil {

@@ -285,6 +285,9 @@ type rangeSpec struct {
 	// version only, as etcd's index-only keys_only read does (no value,
 	// no lease).
 	fastKeys bool
+	// keyLease returns pairs with key and lease only, which is all a
+	// delete needs; the records are not decoded whole.
+	keyLease bool
 }
 
 func (sp rangeSpec) wants(n int) bool {
@@ -300,6 +303,12 @@ func (sp rangeSpec) shape(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
 
 // rangeCurrent reads the current pairs (vk).
 func rangeCurrent(r storage.Reader, sp rangeSpec) ([]*mvccpb.KeyValue, int64, error) {
+	if sp.countOnly && wholeSpace(sp.key, sp.end) {
+		// Counting every key (etcdctl get "" --prefix --count-only) is
+		// the live-key counter, which writes keep in the same batch.
+		n, err := Keys(r)
+		return nil, n, err
+	}
 	if len(sp.end) == 0 {
 		v, err := r.Get(currentKey(sp.key))
 		if errors.Is(err, storage.ErrNotFound) {
@@ -310,6 +319,13 @@ func rangeCurrent(r storage.Reader, sp rangeSpec) ([]*mvccpb.KeyValue, int64, er
 		}
 		if sp.countOnly {
 			return nil, 1, nil
+		}
+		if sp.keyLease {
+			lease, err := currentLease(v)
+			if err != nil {
+				return nil, 0, err
+			}
+			return []*mvccpb.KeyValue{{Key: sp.key, Lease: lease}}, 1, nil
 		}
 		kv, err := decodeKV(v)
 		if err != nil {
@@ -326,7 +342,16 @@ func rangeCurrent(r storage.Reader, sp rangeSpec) ([]*mvccpb.KeyValue, int64, er
 	var kvs []*mvccpb.KeyValue
 	var count int64
 	for it.Next() {
-		if sp.wants(len(kvs)) {
+		switch {
+		case !sp.wants(len(kvs)):
+		case sp.keyLease:
+			lease, err := currentLease(it.Value())
+			if err != nil {
+				return nil, 0, err
+			}
+			key := bytes.Clone(it.Key()[len(prefixCurrent):])
+			kvs = append(kvs, &mvccpb.KeyValue{Key: key, Lease: lease})
+		default:
 			kv, err := decodeKV(it.Value())
 			if err != nil {
 				return nil, 0, err
@@ -339,6 +364,12 @@ func rangeCurrent(r storage.Reader, sp rangeSpec) ([]*mvccpb.KeyValue, int64, er
 		return nil, 0, err
 	}
 	return kvs, count, nil
+}
+
+// wholeSpace reports whether [key, end) holds every key: etcd's "\x00"
+// range end means no upper bound, and no key is below "\x00".
+func wholeSpace(key, end []byte) bool {
+	return len(end) == 1 && end[0] == 0 && (len(key) == 0 || len(key) == 1 && key[0] == 0)
 }
 
 // rangePast reads the pairs live at sp.rev from the revision index: for

@@ -7,6 +7,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/metcd/metcd/storage"
@@ -237,6 +238,30 @@ func decodeKV(b []byte) (*mvccpb.KeyValue, error) {
 		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	return kv, nil
+}
+
+// currentLease reads the lease of a current record (vk value) without
+// decoding the rest of it.
+func currentLease(b []byte) (int64, error) {
+	const leaseField = 6 // mvccpb.KeyValue's lease
+	var lease int64
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, fmt.Errorf("%w: current record", errCorrupt)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return 0, fmt.Errorf("%w: current record", errCorrupt)
+		}
+		if num == leaseField && typ == protowire.VarintType {
+			// As proto.Unmarshal, the last occurrence wins.
+			x, _ := protowire.ConsumeVarint(b[n:])
+			lease = int64(x)
+		}
+		b = b[n+m:]
+	}
+	return lease, nil
 }
 
 // decodeRecord decodes a vr value.

@@ -195,7 +195,8 @@ func (w *Write) writePut(key, value []byte, lease int64, old *mvccpb.KeyValue, r
 }
 
 // writeDelete records a delete of the existing pair kv at the next
-// sub-revision.
+// sub-revision. The caller updates the live-key count, once for all the
+// pairs it deletes.
 func (w *Write) writeDelete(kv *mvccpb.KeyValue) {
 	key := kv.Key
 	rv := revision{main: w.begin + 1, sub: w.changes}
@@ -206,9 +207,6 @@ func (w *Write) writeDelete(kv *mvccpb.KeyValue) {
 	w.b.Put(revKey(rv), encodeKV(kindDelete, &mvccpb.KeyValue{Key: key}))
 	w.b.Put(indexKey(key, rv), []byte{kindDelete})
 	w.changed()
-	if err := w.countKeys(-1); err != nil {
-		w.err = err
-	}
 }
 
 // countKeys keeps the number of live keys (vmkeys) in the batch.
@@ -247,7 +245,7 @@ func (w *Write) DeleteRange(req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse
 
 func (w *Write) deleteRange(req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{}}
-	kvs, _, err := rangeCurrent(w.b, rangeSpec{key: req.Key, end: req.RangeEnd, rev: w.rev()})
+	kvs, _, err := rangeCurrent(w.b, rangeSpec{key: req.Key, end: req.RangeEnd, rev: w.rev(), keyLease: !req.PrevKv})
 	if err != nil {
 		w.err = err
 		return nil, err
@@ -257,6 +255,11 @@ func (w *Write) deleteRange(req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse
 	}
 	for _, kv := range kvs {
 		w.writeDelete(kv)
+	}
+	if len(kvs) > 0 {
+		if err := w.countKeys(-int64(len(kvs))); err != nil {
+			return nil, err
+		}
 	}
 	resp.Deleted = int64(len(kvs))
 	resp.Header.Revision = w.rev()

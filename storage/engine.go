@@ -133,6 +133,24 @@ type LiveSizer interface {
 	LiveBytes() (int64, error)
 }
 
+// BatchSizer is implemented by engines whose batches can take room for a
+// known number of writes at once, rather than grow, copying, as they fill
+// (Pebble's buffer, the memory engine's list of writes).
+type BatchSizer interface {
+	// NewBatchSize is NewBatch with room for about keys writes holding
+	// bytes of keys and values in all.
+	NewBatchSize(keys, bytes int) Batch
+}
+
+// NewBatchSize returns e's batch sized for about keys writes holding bytes
+// of keys and values if e is a BatchSizer, and e.NewBatch() otherwise.
+func NewBatchSize(e Engine, keys, bytes int) Batch {
+	if bs, ok := e.(BatchSizer); ok {
+		return bs.NewBatchSize(keys, bytes)
+	}
+	return e.NewBatch()
+}
+
 // Loader is implemented by engines that take a long run of keys in
 // ascending order faster than through batches: Pebble writes them straight
 // into sorted tables and adds the tables to its tree, skipping its log, its

@@ -132,6 +132,12 @@ func (e *Engine) NewSnapshot() (storage.Snapshot, error) {
 // NewBatch implements storage.Engine.
 func (e *Engine) NewBatch() storage.Batch { return &batch{e: e} }
 
+// NewBatchSize implements storage.BatchSizer: room in the list of writes.
+// Each pair still gets its own allocation, which the tree keeps.
+func (e *Engine) NewBatchSize(keys, bytes int) storage.Batch {
+	return &batch{e: e, ops: make([]op, 0, keys)}
+}
+
 // Sync implements storage.Engine; there is nothing to flush.
 func (e *Engine) Sync() error {
 	if e.closed.Load() {

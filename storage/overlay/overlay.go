@@ -3,14 +3,14 @@ package overlay
 import (
 	"bytes"
 
-	"github.com/google/btree"
+	"github.com/tidwall/btree"
 
 	"github.com/metcd/metcd/storage"
 )
 
 // degree is the B-tree degree. Every write that follows an iterator's
-// clone copies the nodes on its path, so nodes are kept smaller than in
-// the memory engine: 31 items of 40 bytes per node.
+// clone copies the nodes on its path, so nodes are kept smaller than the
+// library's default: 31 items of 40 bytes per node.
 const degree = 16
 
 // entry is one pending write: a put of key||value, or a delete (tombstone)
@@ -32,6 +32,33 @@ func less(a, b entry) bool { return bytes.Compare(a.key(), b.key()) < 0 }
 
 type tree = btree.BTreeG[entry]
 
+func newTree() *tree {
+	// The Batch is owned by one goroutine and its clones are never
+	// written, so the tree needs no lock of its own.
+	return btree.NewBTreeGOptions(less, btree.Options{Degree: degree, NoLocks: true})
+}
+
+// hintSlots is the number of path hints a Batch keeps. Writes come in
+// runs that ascend within a family of keys sharing their first two bytes
+// (mvcc's revision records, its index entries, the keys of a range
+// delete), so a family's next write usually lands next to its last one; a
+// hint per family lets the search start there instead of at the root.
+const hintSlots = 16
+
+// hintSlot picks the hint for key's family. Families that share a slot
+// only make each other's hints miss, which costs what a search without a
+// hint costs.
+func hintSlot(key []byte) int {
+	h := 0
+	if len(key) > 0 {
+		h = int(key[0]) * 31
+	}
+	if len(key) > 1 {
+		h += int(key[1])
+	}
+	return h & (hintSlots - 1)
+}
+
 // Batch collects writes over a base reader and serves reads that see them:
 // a pending put overrides the base value, a pending delete hides the base
 // key, and keys the batch does not touch read through to the base. Keys
@@ -40,12 +67,39 @@ type tree = btree.BTreeG[entry]
 // A Batch is not safe for concurrent use; the apply loop owns it. It never
 // writes to or closes its base. The zero value is not usable; call New.
 type Batch struct {
-	base storage.Reader
-	t    *tree
+	base  storage.Reader
+	t     *tree
+	hints [hintSlots]btree.PathHint
 	// view is a frozen clone of t shared by the iterators created since
 	// the last write, so a run of reads with no write in between clones
 	// once; nil when t changed after the last clone.
 	view *tree
+	// slab is where the next entries' bytes are carved from, so that a
+	// Ready of many small writes makes a few large allocations rather
+	// than one per write. A slab is never written again once carved, and
+	// Reset starts a new one rather than reusing it, so entries that
+	// iterator clones still hold stay intact.
+	slab []byte
+	// bytes sums the keys and values written since the last Reset.
+	bytes int
+}
+
+// slabSize is the size of a fresh slab; larger pairs get their own
+// allocation.
+const slabSize = 64 << 10
+
+// alloc returns n bytes carved from the slab, with a capacity of exactly
+// n so that no append can reach the bytes that follow.
+func (b *Batch) alloc(n int) []byte {
+	if n > slabSize/8 {
+		return make([]byte, n)
+	}
+	if len(b.slab) < n {
+		b.slab = make([]byte, slabSize)
+	}
+	p := b.slab[:n:n]
+	b.slab = b.slab[n:]
+	return p
 }
 
 var _ storage.Reader = (*Batch)(nil)
@@ -56,13 +110,13 @@ var _ storage.Reader = (*Batch)(nil)
 // transactions to see one consistent state the base should change only
 // when this batch is committed, followed by Reset.
 func New(base storage.Reader) *Batch {
-	return &Batch{base: base, t: btree.NewG(degree, less)}
+	return &Batch{base: base, t: newTree()}
 }
 
 // Put sets key to value in the batch, replacing any earlier write to key.
 // It copies both slices, so the caller may reuse them.
 func (b *Batch) Put(key, value []byte) {
-	kv := make([]byte, len(key)+len(value))
+	kv := b.alloc(len(key) + len(value))
 	copy(kv[copy(kv, key):], value)
 	b.write(entry{kv: kv, klen: len(key)})
 }
@@ -71,12 +125,15 @@ func (b *Batch) Put(key, value []byte) {
 // the key then reads as absent whether or not the base has it. It copies
 // key.
 func (b *Batch) Delete(key []byte) {
-	b.write(entry{kv: bytes.Clone(key), klen: len(key), del: true})
+	kv := b.alloc(len(key))
+	copy(kv, key)
+	b.write(entry{kv: kv, klen: len(key), del: true})
 }
 
 func (b *Batch) write(e entry) {
 	b.view = nil
-	b.t.ReplaceOrInsert(e)
+	b.bytes += len(e.kv)
+	b.t.SetHint(e, &b.hints[hintSlot(e.key())])
 }
 
 // Get returns the value of key as the batch sees it: the pending value if
@@ -85,7 +142,7 @@ func (b *Batch) write(e entry) {
 // returned slice belongs to the caller; an empty value is a non-nil empty
 // slice.
 func (b *Batch) Get(key []byte) ([]byte, error) {
-	e, ok := b.t.Get(probe(key))
+	e, ok := b.get(key)
 	if !ok {
 		return b.base.Get(key)
 	}
@@ -94,6 +151,12 @@ func (b *Batch) Get(key []byte) ([]byte, error) {
 	}
 	v := e.value()
 	return append(make([]byte, 0, len(v)), v...), nil
+}
+
+// get finds the pending write of key. It shares the hint of key's family
+// with writes, as a put usually reads its key just before writing it.
+func (b *Batch) get(key []byte) (entry, bool) {
+	return b.t.GetHint(probe(key), &b.hints[hintSlot(key)])
 }
 
 // A TrimGetter is a base that can answer a point read with a trimmed
@@ -110,7 +173,7 @@ type TrimGetter interface {
 // GetTrimmed if it is a TrimGetter.
 func (b *Batch) GetTrimmed(key []byte) ([]byte, error) {
 	if tg, ok := b.base.(TrimGetter); ok {
-		if _, pending := b.t.Get(probe(key)); !pending {
+		if _, pending := b.get(key); !pending {
 			return tg.GetTrimmed(key)
 		}
 	}
@@ -143,7 +206,7 @@ func (b *Batch) NewIterator(opts storage.IterOptions) (storage.Iterator, error) 
 		return bi, err
 	}
 	if b.view == nil {
-		b.view = b.t.Clone()
+		b.view = b.t.Copy()
 	}
 	return newIterator(b.view, bi, opts), nil
 }
@@ -160,7 +223,7 @@ func (b *Batch) pendingIn(lower, upper []byte) bool {
 	if lower == nil {
 		first, ok = b.t.Min()
 	} else {
-		b.t.AscendGreaterOrEqual(probe(lower), func(e entry) bool {
+		b.t.Ascend(probe(lower), func(e entry) bool {
 			first, ok = e, true
 			return false
 		})
@@ -171,6 +234,11 @@ func (b *Batch) pendingIn(lower, upper []byte) bool {
 // Len returns the number of distinct keys written (put or deleted) since
 // New or the last Reset.
 func (b *Batch) Len() int { return b.t.Len() }
+
+// Size returns the bytes of keys and values written since New or the last
+// Reset, a key written twice counted twice: with Len, the size of the
+// engine batch ApplyTo fills (storage.NewBatchSize).
+func (b *Batch) Size() int { return b.bytes }
 
 // ApplyTo replays the net writes into dst in ascending key order: one Put
 // or Delete per distinct key, carrying the last write to that key. The
@@ -192,7 +260,7 @@ func (b *Batch) ApplyTo(dst storage.Batch) {
 // write to each key) until fn returns false. The slices belong to b and
 // are valid until the next write or Reset; value is nil for a delete.
 func (b *Batch) Ascend(fn func(key, value []byte, deleted bool) bool) {
-	b.t.Ascend(func(e entry) bool {
+	b.t.Scan(func(e entry) bool {
 		if e.del {
 			return fn(e.key(), nil, true)
 		}
@@ -206,7 +274,9 @@ func (b *Batch) Ascend(fn func(key, value []byte, deleted bool) bool) {
 func (b *Batch) Reset(base storage.Reader) {
 	b.base = base
 	b.view = nil
-	// Recycles the nodes no iterator clone shares; O(pending keys), like
-	// the ApplyTo that preceded it.
-	b.t.Clear(true)
+	b.slab = nil
+	b.bytes = 0
+	// Clones keep the nodes they share; the hints stay, as the next
+	// Ready's writes tend to follow this one's.
+	b.t.Clear()
 }

@@ -229,14 +229,24 @@ func (e *Engine) NewSnapshot() (storage.Snapshot, error) {
 }
 
 // NewBatch implements storage.Engine.
-func (e *Engine) NewBatch() storage.Batch {
+func (e *Engine) NewBatch() storage.Batch { return e.NewBatchSize(0, 0) }
+
+// NewBatchSize implements storage.BatchSizer: one buffer for the batch's
+// records, each a key and value framed by a kind byte and two length
+// varints.
+func (e *Engine) NewBatchSize(keys, bytes int) storage.Batch {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
 		// Queued writes are dropped; Commit reports ErrClosed.
 		return &batch{e: e}
 	}
-	return &batch{e: e, b: e.db.NewBatch()}
+	const header, frame = 12, 11
+	size := 0
+	if keys > 0 {
+		size = header + frame*keys + bytes
+	}
+	return &batch{e: e, b: e.db.NewBatchWithSize(size)}
 }
 
 // Sync implements storage.Engine. Pebble v2 has no DB.Sync/Flush-the-WAL
