@@ -219,11 +219,21 @@ func (h *Hub) syncGroup(g []behind, target int64) (progressed bool) {
 	// Each watcher's response, made without the hub's lock (Notify is not
 	// held up by it): what a watcher matches and how it shapes events
 	// never change. Single-key watchers look their key up.
-	var byKey map[string][]*mvccpb.Event
+	// Range watchers find theirs through the events sorted by key.
+	var (
+		byKey map[string][]*mvccpb.Event
+		order *keyOrder
+	)
 	if len(g) > 1 {
 		byKey = make(map[string][]*mvccpb.Event)
 		for _, ev := range evs {
 			byKey[string(ev.Kv.Key)] = append(byKey[string(ev.Kv.Key)], ev)
+		}
+		for _, b := range g {
+			if b.w.end != nil {
+				order = newKeyOrder(evs)
+				break
+			}
 		}
 	}
 	resps := make([]*pb.WatchResponse, len(g))
@@ -234,8 +244,11 @@ func (h *Hub) syncGroup(g []behind, target int64) (progressed bool) {
 			continue // the read stopped before its revision
 		}
 		src := evs
-		if byKey != nil && w.end == nil {
+		switch {
+		case byKey != nil && w.end == nil:
 			src = byKey[string(w.key)]
+		case order != nil:
+			src = order.in(w)
 		}
 		var mine []*mvccpb.Event
 		for _, ev := range src {
@@ -290,4 +303,44 @@ func (w *Watcher) has(key []byte) bool {
 		return bytes.Equal(key, w.key)
 	}
 	return w.matches(key)
+}
+
+// keyOrder is a read's events sorted by key, each key's in revision
+// order, so that a range watcher of a group finds its events by two
+// binary searches rather than by testing every event of the read.
+type keyOrder struct {
+	evs []*mvccpb.Event
+	pos []int32 // positions in evs, sorted by key, then position
+}
+
+func newKeyOrder(evs []*mvccpb.Event) *keyOrder {
+	o := &keyOrder{evs: evs, pos: make([]int32, len(evs))}
+	for i := range o.pos {
+		o.pos[i] = int32(i)
+	}
+	slices.SortStableFunc(o.pos, func(a, b int32) int {
+		return bytes.Compare(evs[a].Kv.Key, evs[b].Kv.Key)
+	})
+	return o
+}
+
+// in returns the events in w's range, in the read's (revision) order.
+func (o *keyOrder) in(w *Watcher) []*mvccpb.Event {
+	at := func(k []byte) int {
+		i, _ := slices.BinarySearchFunc(o.pos, k, func(p int32, k []byte) int {
+			return bytes.Compare(o.evs[p].Kv.Key, k)
+		})
+		return i
+	}
+	lo, hi := at(w.key), len(o.pos)
+	if !w.fromKey {
+		hi = max(lo, at(w.end))
+	}
+	mine := slices.Clone(o.pos[lo:hi])
+	slices.Sort(mine)
+	out := make([]*mvccpb.Event, len(mine))
+	for i, p := range mine {
+		out[i] = o.evs[p]
+	}
+	return out
 }

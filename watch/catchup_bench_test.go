@@ -1,0 +1,60 @@
+package watch
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// BenchmarkCatchUpRangeWatchers times 2,000 watchers on ranges of two
+// keys each, resuming together from 1,000 revisions back over 1,000 keys,
+// until each has its two keys' events: one shared read, then each range
+// watcher picks its events out of it. Making the watchers is not timed.
+func BenchmarkCatchUpRangeWatchers(b *testing.B) {
+	const keys, watchers = 1000, 2000
+	f := newFakeHistory()
+	for i := range keys {
+		f.write(p(fmt.Sprintf("k%04d", i)))
+	}
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		h := NewHub(f, f.rev, Options{SyncInterval: time.Hour})
+		f.mu.Lock()
+		hold := make(chan struct{})
+		f.hold = hold
+		f.mu.Unlock()
+		ws := make([]*Watcher, watchers)
+		for i := range ws {
+			k := i % (keys - 1)
+			w, err := h.Watch(&pb.WatchCreateRequest{
+				Key:           []byte(fmt.Sprintf("k%04d", k)),
+				RangeEnd:      []byte(fmt.Sprintf("k%04d", k+2)),
+				StartRevision: 1,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ws[i] = w
+		}
+		b.StartTimer()
+		f.mu.Lock()
+		f.hold = nil
+		f.mu.Unlock()
+		close(hold)
+		for _, w := range ws {
+			for n := 0; n < 2; {
+				select {
+				case r := <-w.C():
+					n += len(r.Events)
+				case <-time.After(10 * time.Second):
+					b.Fatalf("watcher %d: %d events", w.ID(), n)
+				}
+			}
+		}
+		b.StopTimer()
+		h.Close()
+		b.StartTimer()
+	}
+}
