@@ -247,7 +247,8 @@ func currentLease(b []byte) (int64, error) {
 	var lease int64
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		if n < 0 || num > protowire.MaxValidNumber {
+			// proto.Unmarshal refuses field numbers past the largest.
 			return 0, fmt.Errorf("%w: current record", errCorrupt)
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])

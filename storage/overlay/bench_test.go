@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/metcd/metcd/storage"
+	"github.com/metcd/metcd/storage/memory"
 	"github.com/metcd/metcd/storage/overlay"
 )
 
@@ -125,6 +126,27 @@ func BenchmarkTxn(b *testing.B) {
 		}
 		it.Close()
 		ob.Put(benchKey(k+1), benchValue)
+		i++
+	}
+}
+
+// BenchmarkSmallReady is the Batch of a Ready of one put, as the server
+// makes one per Ready: five small writes, applied to an engine batch.
+func BenchmarkSmallReady(b *testing.B) {
+	e := memory.New()
+	defer e.Close()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ob := overlay.New(e)
+		ob.Put(fmt.Appendf(nil, "vk/registry/pods/p%06d", i%1000), benchValue)
+		ob.Put([]byte("vr0000000000000001"), benchValue)
+		ob.Put([]byte("vx/registry/pods/p0000001"), []byte{'p'})
+		ob.Put([]byte("vmrev"), []byte("12345678"))
+		ob.Put([]byte("vmkeys"), []byte("12345678"))
+		eb := e.NewBatch()
+		ob.ApplyTo(eb)
+		eb.Close()
 		i++
 	}
 }

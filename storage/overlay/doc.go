@@ -34,6 +34,7 @@
 // within a family: a range delete of 500k keys writes three such runs
 // (the keys' current records, their revision records, their index
 // entries), and a hint makes each insert start where the last one of its
-// run ended. The bytes of the pending pairs are carved from 64 KiB slabs,
-// a few allocations per Ready rather than one per write.
+// run ended. The bytes of the pending pairs are carved from slabs that
+// double from 512 bytes to 64 KiB, a few allocations per Ready rather than
+// one per write.
 package overlay

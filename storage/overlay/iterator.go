@@ -3,7 +3,6 @@ package overlay
 import (
 	"bytes"
 	"fmt"
-
 	"sync"
 
 	"github.com/tidwall/btree"

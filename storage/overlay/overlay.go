@@ -80,13 +80,17 @@ type Batch struct {
 	// Reset starts a new one rather than reusing it, so entries that
 	// iterator clones still hold stay intact.
 	slab []byte
+	// slabCap is the size of the last slab: slabs double from minSlab up
+	// to slabSize, so that the Batch of a Ready of one small write (the
+	// server makes one per Ready) stays small.
+	slabCap int
 	// bytes sums the keys and values written since the last Reset.
 	bytes int
 }
 
-// slabSize is the size of a fresh slab; larger pairs get their own
-// allocation.
-const slabSize = 64 << 10
+// minSlab and slabSize are the sizes of the first slab and of the
+// largest; pairs larger than slabSize/8 get their own allocation.
+const minSlab, slabSize = 512, 64 << 10
 
 // alloc returns n bytes carved from the slab, with a capacity of exactly
 // n so that no append can reach the bytes that follow.
@@ -95,7 +99,11 @@ func (b *Batch) alloc(n int) []byte {
 		return make([]byte, n)
 	}
 	if len(b.slab) < n {
-		b.slab = make([]byte, slabSize)
+		b.slabCap = min(slabSize, max(minSlab, 2*b.slabCap))
+		for b.slabCap < n {
+			b.slabCap *= 2
+		}
+		b.slab = make([]byte, b.slabCap)
 	}
 	p := b.slab[:n:n]
 	b.slab = b.slab[n:]
@@ -274,9 +282,9 @@ func (b *Batch) Ascend(fn func(key, value []byte, deleted bool) bool) {
 func (b *Batch) Reset(base storage.Reader) {
 	b.base = base
 	b.view = nil
-	b.slab = nil
+	b.slab, b.slabCap = nil, 0
 	b.bytes = 0
-	// Clones keep the nodes they share; the hints stay, as the next
-	// Ready's writes tend to follow this one's.
+	// Clones keep the nodes they share. The hints may stay: a stale one
+	// costs what a search without one costs.
 	b.t.Clear()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -810,4 +811,43 @@ func testModel(t *testing.T, seed uint64) {
 	}
 	live = nil
 	t.Logf("%+v", stats)
+}
+
+// TestIteratorBoundsExhaustive: each of the pending keys b, d, f absent,
+// put or deleted (trees of 0 to 3 items), over bases {c, d}, {d, f} and
+// {}, with every pair of bounds from nil and a to g, in both directions.
+// (Written by a reviewer of the move to tidwall/btree.)
+func TestIteratorBoundsExhaustive(t *testing.T) {
+	bounds := [][]byte{nil, []byte("a"), []byte("b"), []byte("c"), []byte("d"), []byte("e"), []byte("f"), []byte("g")}
+	for _, baseKeys := range [][]string{{"c", "d"}, {"d", "f"}, {}} {
+		bm := model{}
+		for _, k := range baseKeys {
+			bm[k] = "base"
+		}
+		e := newEngine(t, bm)
+		for mask := range 27 {
+			b := overlay.New(e)
+			m := maps.Clone(bm)
+			for i, k := range []string{"b", "d", "f"} {
+				switch mask / []int{1, 3, 9}[i] % 3 {
+				case 1:
+					b.Put([]byte(k), []byte("p"+k))
+					m[k] = "p" + k
+				case 2:
+					b.Delete([]byte(k))
+					delete(m, k)
+				}
+			}
+			for _, lo := range bounds {
+				for _, hi := range bounds {
+					for _, rev := range []bool{false, true} {
+						o := storage.IterOptions{Lower: lo, Upper: hi, Reverse: rev}
+						if d := diff(scan(t, b, o), m.want(o)); d != "" {
+							t.Fatalf("base %q mask %d %s: %s", baseKeys, mask, fmtOpts(o), d)
+						}
+					}
+				}
+			}
+		}
+	}
 }
