@@ -53,8 +53,19 @@ func (h WatchHistory) CompactRevision() int64 {
 // The apply loop calls it for each revision its writes produced, and
 // Notify with the result once the batch is committed.
 func (s *Store) RevisionEvents(r storage.Reader, rev int64) ([]*mvccpb.Event, error) {
+	return revisionEvents(r, rev, true)
+}
+
+// RevisionEventsWithoutPrevKV is RevisionEvents without PrevKv, for when
+// no watcher asks for it (watch.Hub.WantsPrevKV): it saves a lookup of
+// each changed key's previous version.
+func (s *Store) RevisionEventsWithoutPrevKV(r storage.Reader, rev int64) ([]*mvccpb.Event, error) {
+	return revisionEvents(r, rev, false)
+}
+
+func revisionEvents(r storage.Reader, rev int64, withPrev bool) ([]*mvccpb.Event, error) {
 	var evs []*mvccpb.Event
-	err := s.HistoryWithPrevKV(r, rev, []byte{0}, []byte{0}, func(ev *mvccpb.Event) bool {
+	err := history(r, rev, []byte{0}, []byte{0}, withPrev, func(ev *mvccpb.Event) bool {
 		if ev.Kv.ModRevision != rev {
 			return false
 		}

@@ -180,9 +180,18 @@ func TestWatchHubOverStore(t *testing.T) {
 			if len(evs) == 0 || len(evs) != len(pending[rev]) {
 				t.Fatalf("rev %d: %d events, %d before commit", rev, len(evs), len(pending[rev]))
 			}
+			bare, err := s.RevisionEventsWithoutPrevKV(eng, rev)
+			if err != nil || len(bare) != len(evs) {
+				t.Fatalf("rev %d without PrevKv: %d events, %v; %d with", rev, len(bare), err, len(evs))
+			}
 			for i := range evs {
 				if !proto.Equal(evs[i], pending[rev][i]) {
 					t.Fatalf("rev %d: %s after commit, %s before", rev, evDesc(evs[i]), evDesc(pending[rev][i]))
+				}
+				want := proto.Clone(evs[i]).(*mvccpb.Event)
+				want.PrevKv = nil
+				if !proto.Equal(bare[i], want) {
+					t.Fatalf("rev %d without PrevKv: %s, want %s", rev, evDesc(bare[i]), evDesc(want))
 				}
 			}
 			all = append(all, evs...)

@@ -89,11 +89,22 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	// hub's revision, could not catch up, and one that existed would not
 	// get them. etcd too delivers writes to caught-up watchers whatever a
 	// compaction after them removes.
+	//
+	// PrevKv is read only if a watcher asks for it (a read of each changed
+	// key's previous version, seconds for a delete of 500k keys); one made
+	// meanwhile reads the revisions from the history instead (see
+	// Hub.NotifyWithoutPrevKV). A batch with a compaction reads them with
+	// PrevKv, since that watcher could not.
 	watching := s.hub.Watching()
+	withPrev := s.hub.WantsPrevKV()
 	var events [][]*mvccpb.Event
 	readEvents := func() error {
+		read := s.mv.RevisionEventsWithoutPrevKV
+		if withPrev {
+			read = s.mv.RevisionEvents
+		}
 		for rev := revBefore + 1 + int64(len(events)); watching && rev <= s.mv.Rev(); rev++ {
-			evs, err := s.mv.RevisionEvents(txn.Batch(), rev)
+			evs, err := read(txn.Batch(), rev)
 			if err != nil {
 				return fmt.Errorf("read events of revision %d: %w", rev, err)
 			}
@@ -122,6 +133,10 @@ func (s *Server) apply(ap *consensus.Apply) error {
 					testHookBeforeCompaction(s, req.Compaction.Revision)
 				}
 				watching = true
+				if !withPrev {
+					withPrev = true
+					events = events[:0]
+				}
 				if err := readEvents(); err != nil {
 					txn.Abort()
 					return err
@@ -175,7 +190,11 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		txn.Abort()
 	}
 	for i, evs := range events {
-		s.hub.Notify(revBefore+1+int64(i), evs)
+		if withPrev {
+			s.hub.Notify(revBefore+1+int64(i), evs)
+		} else {
+			s.hub.NotifyWithoutPrevKV(revBefore+1+int64(i), evs)
+		}
 	}
 	s.hub.Advance(revAfter)
 	if compacted > 0 {

@@ -102,6 +102,9 @@ type Hub struct {
 	// unsynced watchers, served by the sync loop from History.
 	unsynced map[*Watcher]struct{}
 	streams  map[*Stream]struct{} // open streams, closed with the hub
+	// prevWatchers counts the watchers of either group that ask for
+	// prev_kv (WantsPrevKV).
+	prevWatchers int
 }
 
 // NewHub returns a hub whose store is at currentRev and starts its
@@ -314,6 +317,9 @@ func (h *Hub) newWatcher(req *pb.WatchCreateRequest) (*Watcher, error) {
 // held.
 func (h *Hub) register(w *Watcher) {
 	w.createdRev = h.rev
+	if w.prevKV {
+		h.prevWatchers++
+	}
 	if w.startRev == 0 || w.startRev > h.rev {
 		w.minRev = max(h.rev+1, w.startRev)
 		h.addSynced(w)
@@ -367,6 +373,9 @@ func (h *Hub) finish(w *Watcher) {
 		h.removeSynced(w)
 	case stateUnsynced:
 		delete(h.unsynced, w)
+	}
+	if w.prevKV {
+		h.prevWatchers--
 	}
 	w.state = stateDone
 	if w.s != nil {
@@ -424,7 +433,25 @@ func (w *Watcher) noteBatch(size int) {
 // revision not above the last one notified is ignored. It never blocks on
 // a watcher: a watcher whose channel is full is moved to catch-up and
 // reads this revision from History later.
-func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
+func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) { h.notify(rev, evs, true) }
+
+// WantsPrevKV reports whether any watcher asks for prev_kv. When none
+// does, the apply loop reads its revisions' events without PrevKv, which
+// costs a read of each changed key's previous version, and hands them over
+// with NotifyWithoutPrevKV.
+func (h *Hub) WantsPrevKV() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.prevWatchers > 0
+}
+
+// NotifyWithoutPrevKV is Notify for events read without PrevKv. A synced
+// watcher that asks for prev_kv, made since WantsPrevKV answered, and that
+// one of the events concerns moves to catch-up instead, and reads the
+// revision, PrevKv included, from History.
+func (h *Hub) NotifyWithoutPrevKV(rev int64, evs []*mvccpb.Event) { h.notify(rev, evs, false) }
+
+func (h *Hub) notify(rev int64, evs []*mvccpb.Event, withPrev bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || rev <= h.rev {
@@ -434,10 +461,22 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 	if len(h.keys) == 0 && len(h.ranges) == 0 {
 		return
 	}
-	var order []*Watcher
+	var (
+		order []*Watcher
+		moved bool
+	)
 	batches := make(map[*Watcher][]*mvccpb.Event)
 	add := func(w *Watcher, ev *mvccpb.Event) {
 		if w.minRev > rev {
+			return
+		}
+		if !withPrev && w.prevKV {
+			// Leaving the synced group, it meets no later event of rev.
+			h.removeSynced(w)
+			w.state = stateUnsynced
+			w.minRev = rev
+			h.unsynced[w] = struct{}{}
+			moved = true
 			return
 		}
 		if ev = w.shape(ev); ev == nil {
@@ -478,6 +517,9 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 		w.state = stateUnsynced
 		w.minRev = rev
 		h.unsynced[w] = struct{}{}
+		h.wake()
+	}
+	if moved {
 		h.wake()
 	}
 }
