@@ -451,6 +451,10 @@ func (h *Hub) WantsPrevKV() bool {
 // revision, PrevKv included, from History.
 func (h *Hub) NotifyWithoutPrevKV(rev int64, evs []*mvccpb.Event) { h.notify(rev, evs, false) }
 
+// minSortedEvents is the number of events in a revision from which Notify
+// sorts them by key for its range watchers.
+const minSortedEvents = 64
+
 func (h *Hub) notify(rev int64, evs []*mvccpb.Event, withPrev bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -488,6 +492,10 @@ func (h *Hub) notify(rev int64, evs []*mvccpb.Event, withPrev bool) {
 		}
 		batches[w] = append(b, ev)
 	}
+	// Range watchers find a large revision's events through the events
+	// sorted by key rather than by testing each event.
+	sorted := len(h.ranges) > 0 && len(evs) >= minSortedEvents
+	var valid []*mvccpb.Event
 	for _, ev := range evs {
 		if ev == nil || ev.Kv == nil {
 			continue
@@ -495,9 +503,23 @@ func (h *Hub) notify(rev int64, evs []*mvccpb.Event, withPrev bool) {
 		for w := range h.keys[string(ev.Kv.Key)] {
 			add(w, ev)
 		}
+		if sorted {
+			valid = append(valid, ev)
+			continue
+		}
 		for w := range h.ranges {
 			if w.matches(ev.Kv.Key) {
 				add(w, ev)
+			}
+		}
+	}
+	if sorted {
+		byKey := newKeyOrder(valid)
+		for w := range h.ranges {
+			for _, ev := range byKey.in(w) {
+				if add(w, ev); w.state != stateSynced {
+					break // moved to catch-up
+				}
 			}
 		}
 	}
