@@ -12,6 +12,7 @@ import (
 	"github.com/metcd/metcd/kvstore"
 	"github.com/metcd/metcd/lease"
 	"github.com/metcd/metcd/mvcc"
+	"github.com/metcd/metcd/storage"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -54,6 +55,11 @@ func (s *Server) applyLoop() {
 // runs in the apply loop before a compaction to revision rev is applied.
 var testHookBeforeCompaction func(s *Server, rev int64)
 
+// testHookBeforeNotify, if set (by tests, before any member starts), runs
+// in the apply loop before it hands the watch hub events it read without
+// PrevKv.
+var testHookBeforeNotify func(s *Server)
+
 // apply installs a batch in one engine transaction. Entries at or below the
 // store's applied index are already in the engine (a durable engine after a
 // restart, or a snapshot stream newer than its raft index): their data is
@@ -91,10 +97,10 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	// compaction after them removes.
 	//
 	// PrevKv is read only if a watcher asks for it (a read of each changed
-	// key's previous version, seconds for a delete of 500k keys); one made
-	// meanwhile reads the revisions from the history instead (see
-	// Hub.NotifyWithoutPrevKV). A batch with a compaction reads them with
-	// PrevKv, since that watcher could not.
+	// key's previous version, seconds for a delete of 500k keys). If one
+	// is made meanwhile, the events are read again with PrevKv once
+	// committed (see Hub.NotifyWithoutPrevKV); a batch with a compaction
+	// reads them with PrevKv before the compaction applies.
 	watching := s.hub.Watching()
 	withPrev := s.hub.WantsPrevKV()
 	var events [][]*mvccpb.Event
@@ -189,11 +195,32 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	} else {
 		txn.Abort()
 	}
+	if !withPrev && testHookBeforeNotify != nil {
+		testHookBeforeNotify(s)
+	}
+	if !withPrev && !s.hub.NotifyWithoutPrevKV(revBefore+1, events) {
+		// A prev_kv watcher was made while the batch applied.
+		err := s.readEngine(func(r storage.Reader) error {
+			for i := range events {
+				evs, err := s.mv.RevisionEvents(r, revBefore+1+int64(i))
+				if err != nil {
+					return err
+				}
+				events[i] = evs
+			}
+			return nil
+		})
+		if err != nil {
+			// Advance below moves the watchers to catch-up, which reads
+			// the revisions from the history.
+			s.lg.Warn("reading committed events with prev_kv", zap.Error(err))
+			events = nil
+		}
+		withPrev = true
+	}
 	for i, evs := range events {
 		if withPrev {
 			s.hub.Notify(revBefore+1+int64(i), evs)
-		} else {
-			s.hub.NotifyWithoutPrevKV(revBefore+1+int64(i), evs)
 		}
 	}
 	s.hub.Advance(revAfter)

@@ -1904,3 +1904,71 @@ func promoteWhenReady(t *testing.T, s *Server, id uint64) (*pb.MemberPromoteResp
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A watcher asking for prev_kv made while a batch applies, after its
+// events were read without PrevKv (no such watcher existed then), gets
+// them with PrevKv: the apply loop reads them again once committed.
+func TestPrevKVWatcherMadeDuringApply(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		armed bool // the next batch read without PrevKv makes the watcher
+		made  *watch.Watcher
+	)
+	testHookBeforeNotify = func(s *Server) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !armed {
+			return
+		}
+		armed = false
+		w, err := s.Watch(&pb.WatchCreateRequest{Key: []byte("p"), PrevKv: true})
+		if err != nil {
+			t.Errorf("watch: %v", err)
+			return
+		}
+		made = w
+	}
+	t.Cleanup(func() { testHookBeforeNotify = nil }) // after the member stops
+	c := newTestCluster(t, 1)
+	s := c.members[0]
+	if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v1")}); err != nil {
+		t.Fatal(err)
+	}
+	// A watcher without prev_kv, so that the apply loop reads events.
+	plain, err := s.Watch(&pb.WatchCreateRequest{Key: []byte("p")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Cancel()
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	resp, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	w := made
+	mu.Unlock()
+	if w == nil {
+		t.Fatal("the hook made no watcher")
+	}
+	defer w.Cancel()
+	select {
+	case r := <-w.C():
+		if len(r.Events) != 1 || r.Events[0].Kv.ModRevision != resp.Header.Revision || r.Events[0].PrevKv == nil ||
+			string(r.Events[0].PrevKv.Value) != "v1" {
+			t.Fatalf("prev_kv watcher made during the apply got %v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("prev_kv watcher made during the apply got nothing")
+	}
+	select {
+	case r := <-plain.C():
+		if len(r.Events) != 1 || r.Events[0].PrevKv != nil {
+			t.Fatalf("plain watcher got %v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("plain watcher got nothing")
+	}
+}

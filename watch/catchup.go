@@ -324,7 +324,9 @@ func newKeyOrder(evs []*mvccpb.Event) *keyOrder {
 	return o
 }
 
-// in returns the events in w's range, in the read's (revision) order.
+// in returns the events in w's range, in the read's (revision) order, and
+// for a range that holds most of them, all the events: the caller tests
+// each against w's range.
 func (o *keyOrder) in(w *Watcher) []*mvccpb.Event {
 	at := func(k []byte) int {
 		i, _ := slices.BinarySearchFunc(o.pos, k, func(p int32, k []byte) int {
@@ -335,6 +337,11 @@ func (o *keyOrder) in(w *Watcher) []*mvccpb.Event {
 	lo, hi := at(w.key), len(o.pos)
 	if !w.fromKey {
 		hi = max(lo, at(w.end))
+	}
+	if (hi-lo)*8 > len(o.pos) {
+		// A wide range: testing each event, as the caller does, costs
+		// less than sorting them back into order.
+		return o.evs
 	}
 	mine := slices.Clone(o.pos[lo:hi])
 	slices.Sort(mine)

@@ -58,3 +58,56 @@ func BenchmarkCatchUpRangeWatchers(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkCatchUpWideWatchers: 200 watchers on wide ranges (half from-key over everything, half
+// [k0000, k9)) resuming together over 1,000 revisions of 20 keys each:
+// each range watcher's events are most of the read.
+func BenchmarkCatchUpWideWatchers(b *testing.B) {
+	const revs, perRev, watchers = 1000, 20, 200
+	f := newFakeHistory()
+	for i := range revs {
+		var ops []op
+		for j := range perRev {
+			ops = append(ops, p(fmt.Sprintf("k%04d", (i*perRev+j)%5000)))
+		}
+		f.write(ops...)
+	}
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		h := NewHub(f, f.rev, Options{SyncInterval: time.Hour})
+		f.mu.Lock()
+		hold := make(chan struct{})
+		f.hold = hold
+		f.mu.Unlock()
+		ws := make([]*Watcher, watchers)
+		for i := range ws {
+			req := &pb.WatchCreateRequest{Key: []byte("k"), RangeEnd: []byte{0}, StartRevision: 1}
+			if i%2 == 1 {
+				req = &pb.WatchCreateRequest{Key: []byte("k0000"), RangeEnd: []byte("k9"), StartRevision: 1}
+			}
+			w, err := h.Watch(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ws[i] = w
+		}
+		b.StartTimer()
+		f.mu.Lock()
+		f.hold = nil
+		f.mu.Unlock()
+		close(hold)
+		for _, w := range ws {
+			for n := 0; n < revs*perRev; {
+				select {
+				case r := <-w.C():
+					n += len(r.Events)
+				case <-time.After(20 * time.Second):
+					b.Fatalf("watcher %d: %d events", w.ID(), n)
+				}
+			}
+		}
+		b.StopTimer()
+		h.Close()
+		b.StartTimer()
+	}
+}

@@ -433,7 +433,11 @@ func (w *Watcher) noteBatch(size int) {
 // revision not above the last one notified is ignored. It never blocks on
 // a watcher: a watcher whose channel is full is moved to catch-up and
 // reads this revision from History later.
-func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) { h.notify(rev, evs, true) }
+func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.notify(rev, evs)
+}
 
 // WantsPrevKV reports whether any watcher asks for prev_kv. When none
 // does, the apply loop reads its revisions' events without PrevKv, which
@@ -445,19 +449,31 @@ func (h *Hub) WantsPrevKV() bool {
 	return h.prevWatchers > 0
 }
 
-// NotifyWithoutPrevKV is Notify for events read without PrevKv. A synced
-// watcher that asks for prev_kv, made since WantsPrevKV answered, and that
-// one of the events concerns moves to catch-up instead, and reads the
-// revision, PrevKv included, from History.
-func (h *Hub) NotifyWithoutPrevKV(rev int64, evs []*mvccpb.Event) { h.notify(rev, evs, false) }
+// NotifyWithoutPrevKV is Notify for the events of revisions first,
+// first+1, ..., read without PrevKv, if no watcher asks for prev_kv. If
+// one does (made since WantsPrevKV answered), it does nothing and reports
+// false: the caller then reads them again with PrevKv and calls Notify.
+// The check and the hand-over are one step under the hub's lock, so no
+// prev_kv watcher is made between them, and one made afterwards starts
+// after the last of these revisions.
+func (h *Hub) NotifyWithoutPrevKV(first int64, revs [][]*mvccpb.Event) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.prevWatchers > 0 {
+		return false
+	}
+	for i, evs := range revs {
+		h.notify(first+int64(i), evs)
+	}
+	return true
+}
 
 // minSortedEvents is the number of events in a revision from which Notify
 // sorts them by key for its range watchers.
 const minSortedEvents = 64
 
-func (h *Hub) notify(rev int64, evs []*mvccpb.Event, withPrev bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// notify is Notify with h.mu held.
+func (h *Hub) notify(rev int64, evs []*mvccpb.Event) {
 	if h.closed || rev <= h.rev {
 		return
 	}
@@ -465,22 +481,10 @@ func (h *Hub) notify(rev int64, evs []*mvccpb.Event, withPrev bool) {
 	if len(h.keys) == 0 && len(h.ranges) == 0 {
 		return
 	}
-	var (
-		order []*Watcher
-		moved bool
-	)
+	var order []*Watcher
 	batches := make(map[*Watcher][]*mvccpb.Event)
 	add := func(w *Watcher, ev *mvccpb.Event) {
 		if w.minRev > rev {
-			return
-		}
-		if !withPrev && w.prevKV {
-			// Leaving the synced group, it meets no later event of rev.
-			h.removeSynced(w)
-			w.state = stateUnsynced
-			w.minRev = rev
-			h.unsynced[w] = struct{}{}
-			moved = true
 			return
 		}
 		if ev = w.shape(ev); ev == nil {
@@ -517,8 +521,8 @@ func (h *Hub) notify(rev int64, evs []*mvccpb.Event, withPrev bool) {
 		byKey := newKeyOrder(valid)
 		for w := range h.ranges {
 			for _, ev := range byKey.in(w) {
-				if add(w, ev); w.state != stateSynced {
-					break // moved to catch-up
+				if w.matches(ev.Kv.Key) {
+					add(w, ev)
 				}
 			}
 		}
@@ -539,9 +543,6 @@ func (h *Hub) notify(rev int64, evs []*mvccpb.Event, withPrev bool) {
 		w.state = stateUnsynced
 		w.minRev = rev
 		h.unsynced[w] = struct{}{}
-		h.wake()
-	}
-	if moved {
 		h.wake()
 	}
 }
