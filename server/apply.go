@@ -218,8 +218,8 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		}
 		withPrev = true
 	}
-	for i, evs := range events {
-		if withPrev {
+	if withPrev {
+		for i, evs := range events {
 			s.hub.Notify(revBefore+1+int64(i), evs)
 		}
 	}
