@@ -7,7 +7,10 @@
 // When no watcher exists the apply loop does not read the events at all
 // and calls Advance instead, which also serves a snapshot install: any
 // watcher that still expects one of the skipped revisions catches up
-// from History.
+// from History. When no watcher asks for prev_kv (WantsPrevKV) it reads
+// them without PrevKv and hands a batch's revisions over together with
+// NotifyWithoutPrevKV, which refuses them if such a watcher was made in
+// the meantime; the apply loop then reads them again with PrevKv.
 //
 // # Synced and unsynced watchers
 //
