@@ -379,6 +379,38 @@ func testBatch(t *testing.T, f Factory) {
 			t.Fatal(err)
 		}
 	})
+
+	// A sized batch (storage.NewBatchSize, which engines that are not
+	// BatchSizers answer with NewBatch) behaves as any other, whether
+	// its writes fit the size given or outgrow it.
+	t.Run("sized", func(t *testing.T) {
+		for _, size := range []struct{ keys, bytes int }{{0, 0}, {3, 20}, {2000, 40000}} {
+			m := model{}
+			prefix := fmt.Sprintf("sized%d/", size.keys)
+			b := storage.NewBatchSize(e, size.keys, size.bytes)
+			for i := range 1000 {
+				key, val := fmt.Sprintf("%s%04d", prefix, i), fmt.Sprintf("value-%d", i)
+				b.Put([]byte(key), []byte(val))
+				m[key] = []byte(val)
+				if i%7 == 0 {
+					b.Delete([]byte(key))
+					delete(m, key)
+				}
+			}
+			if n := b.Len(); n != 1000+143 {
+				t.Errorf("size %v: Len = %d, want %d", size, n, 1000+143)
+			}
+			if err := b.Commit(true); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := checkModel(e, m, prefixRange(prefix)); err != nil {
+				t.Fatalf("size %v: %v", size, err)
+			}
+		}
+	})
 }
 
 // testConcurrentCommits commits from several goroutines at once, which the
