@@ -138,11 +138,8 @@ func (s *Server) apply(ap *consensus.Apply) error {
 				if testHookBeforeCompaction != nil {
 					testHookBeforeCompaction(s, req.Compaction.Revision)
 				}
-				watching = true
-				if !withPrev {
-					withPrev = true
-					events = events[:0]
-				}
+				// Nothing was read before the first compaction.
+				watching, withPrev = true, true
 				if err := readEvents(); err != nil {
 					txn.Abort()
 					return err
