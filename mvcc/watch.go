@@ -57,7 +57,7 @@ func (s *Store) RevisionEvents(r storage.Reader, rev int64) ([]*mvccpb.Event, er
 }
 
 // RevisionEventsWithoutPrevKV is RevisionEvents without PrevKv, for when
-// no watcher asks for it (watch.Hub.WantsPrevKV): it saves a lookup of
+// no watcher asks for it (watch.Hub.Interest): it saves a lookup of
 // each changed key's previous version.
 func (s *Store) RevisionEventsWithoutPrevKV(r storage.Reader, rev int64) ([]*mvccpb.Event, error) {
 	return revisionEvents(r, rev, false)

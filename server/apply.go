@@ -56,9 +56,32 @@ func (s *Server) applyLoop() {
 var testHookBeforeCompaction func(s *Server, rev int64)
 
 // testHookBeforeNotify, if set (by tests, before any member starts), runs
-// in the apply loop before it hands the watch hub events it read without
-// PrevKv.
+// in the apply loop before it hands the watch hub a batch whose events it
+// read without PrevKv or did not read.
 var testHookBeforeNotify func(s *Server)
+
+// notifyCommitted reads the events of the committed revisions
+// first..last with PrevKv and hands them to the watch hub.
+func (s *Server) notifyCommitted(first, last int64) error {
+	events := make([][]*mvccpb.Event, 0, last-first+1)
+	err := s.readEngine(func(r storage.Reader) error {
+		for rev := first; rev <= last; rev++ {
+			evs, err := s.mv.RevisionEvents(r, rev)
+			if err != nil {
+				return fmt.Errorf("read events of revision %d: %w", rev, err)
+			}
+			events = append(events, evs)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, evs := range events {
+		s.hub.Notify(first+int64(i), evs)
+	}
+	return nil
+}
 
 // apply installs a batch in one engine transaction. Entries at or below the
 // store's applied index are already in the engine (a durable engine after a
@@ -86,23 +109,19 @@ func (s *Server) apply(ap *consensus.Apply) error {
 		removedSelf bool
 		compacted   int64
 	)
-	// The events of each new revision, for the watch hub once committed;
-	// with no watcher the hub is only told the new revision (a watcher
-	// created meanwhile catches up from the history, see Hub.Advance).
-	// A batch with a compaction reads them in any case, and before the
-	// compaction applies, since it hides the revisions it compacts from
-	// the history: a watcher created meanwhile, which starts from the
-	// hub's revision, could not catch up, and one that existed would not
-	// get them. etcd too delivers writes to caught-up watchers whatever a
-	// compaction after them removes.
-	//
-	// PrevKv is read only if a watcher asks for it (a read of each changed
-	// key's previous version, seconds for a delete of 500k keys). If one
-	// is made meanwhile, the events are read again with PrevKv once
-	// committed (see Hub.NotifyWithoutPrevKV); a batch with a compaction
-	// reads them with PrevKv before the compaction applies.
-	watching := s.hub.Watching()
-	withPrev := s.hub.WantsPrevKV()
+	// The events of each new revision, for the watch hub once committed.
+	// They are read only if a watcher exists, and with PrevKv (a read of
+	// each changed key's previous version, seconds for a delete of 500k
+	// keys) only if one asks for it. If a watcher made meanwhile needs more
+	// than was read, the hub refuses the batch and the events are read
+	// again, with PrevKv, from the committed engine (Hub.NotifyBatch).
+	// A batch with a compaction reads them with PrevKv in any case, and
+	// before the compaction applies, since it hides the revisions it
+	// compacts from the history: a watcher created meanwhile, which starts
+	// from the hub's revision, could not catch up, and one that existed
+	// would not get them. etcd too delivers writes to caught-up watchers
+	// whatever a compaction after them removes.
+	watching, withPrev := s.hub.Interest()
 	var events [][]*mvccpb.Event
 	readEvents := func() error {
 		read := s.mv.RevisionEventsWithoutPrevKV
@@ -192,35 +211,18 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	} else {
 		txn.Abort()
 	}
-	if !withPrev && testHookBeforeNotify != nil {
+	if testHookBeforeNotify != nil && !withPrev {
 		testHookBeforeNotify(s)
 	}
-	if !withPrev && !s.hub.NotifyWithoutPrevKV(revBefore+1, events) {
-		// A prev_kv watcher was made while the batch applied.
-		err := s.readEngine(func(r storage.Reader) error {
-			for i := range events {
-				evs, err := s.mv.RevisionEvents(r, revBefore+1+int64(i))
-				if err != nil {
-					return err
-				}
-				events[i] = evs
-			}
-			return nil
-		})
-		if err != nil {
-			// Advance below moves the watchers to catch-up, which reads
-			// the revisions from the history.
-			s.lg.Warn("reading committed events with prev_kv", zap.Error(err))
-			events = nil
+	if !s.hub.NotifyBatch(revBefore+1, revAfter, events, withPrev) {
+		// A watcher made while the batch applied needs what was not read.
+		if err := s.notifyCommitted(revBefore+1, revAfter); err != nil {
+			// Advance moves the watchers to catch-up, which reads the
+			// revisions from the history.
+			s.lg.Warn("reading committed events for new watchers", zap.Error(err))
 		}
-		withPrev = true
+		s.hub.Advance(revAfter)
 	}
-	if withPrev {
-		for i, evs := range events {
-			s.hub.Notify(revBefore+1+int64(i), evs)
-		}
-	}
-	s.hub.Advance(revAfter)
 	if compacted > 0 {
 		s.schedulePhysicalCompaction(compacted)
 	}

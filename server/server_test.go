@@ -1972,3 +1972,74 @@ func TestPrevKVWatcherMadeDuringApply(t *testing.T) {
 		t.Fatal("plain watcher got nothing")
 	}
 }
+
+// A watcher made while a batch applies with no watcher at all, whose
+// events were therefore not read, gets them from the apply loop and stays
+// synced: a compaction right after its first revision does not cancel it,
+// as etcd does not cancel a watcher made with start_revision 0.
+func TestWatcherMadeDuringUnwatchedApply(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		armed bool
+		made  *watch.Watcher
+	)
+	testHookBeforeNotify = func(s *Server) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !armed {
+			return
+		}
+		armed = false
+		w, err := s.Watch(&pb.WatchCreateRequest{Key: []byte("p")})
+		if err != nil {
+			t.Errorf("watch: %v", err)
+			return
+		}
+		made = w
+	}
+	t.Cleanup(func() { testHookBeforeNotify = nil }) // after the member stops
+	c := newTestCluster(t, 1)
+	s := c.members[0]
+	if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v1")}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	r2, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	w := made
+	mu.Unlock()
+	if w == nil {
+		t.Fatal("the hook made no watcher")
+	}
+	defer w.Cancel()
+	r3, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: r3.Header.Revision}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 2 {
+		select {
+		case r := <-w.C():
+			if r.Canceled || r.CompactRevision != 0 {
+				t.Fatalf("watcher made during the apply canceled after %v: %v", got, r)
+			}
+			for _, ev := range r.Events {
+				got = append(got, fmt.Sprintf("%s@%d", ev.Kv.Value, ev.Kv.ModRevision))
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("watcher made during the apply got %v, then nothing", got)
+		}
+	}
+	want := []string{fmt.Sprintf("v2@%d", r2.Header.Revision), fmt.Sprintf("v3@%d", r3.Header.Revision)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("watcher made during the apply got %v, want %v", got, want)
+	}
+}

@@ -2,15 +2,16 @@
 // fans the events of committed revisions out to watchers with etcd v3.7
 // semantics, independent of storage. The hub reads past events through the
 // small History interface (the mvcc store implements it) and is told of
-// new ones by Notify, which the apply loop calls once per committed write
-// revision, in order, after the revision is readable through History.
-// When no watcher exists the apply loop does not read the events at all
-// and calls Advance instead, which also serves a snapshot install: any
-// watcher that still expects one of the skipped revisions catches up
-// from History. When no watcher asks for prev_kv (WantsPrevKV) it reads
-// them without PrevKv and hands a batch's revisions over together with
-// NotifyWithoutPrevKV, which refuses them if such a watcher was made in
-// the meantime; the apply loop then reads them again with PrevKv.
+// new ones by the apply loop, in revision order, once they are readable
+// through History. The apply loop asks Interest whether any watcher exists and whether one
+// asks for prev_kv: it reads a batch's events only in the first case, and
+// each event's previous version only in the second, and hands the batch
+// over with NotifyBatch. If a watcher made in the meantime needs what was
+// not read, NotifyBatch refuses the batch and the apply loop reads it again
+// with PrevKv and passes it to Notify, so the new watcher stays synced, as
+// etcd's would. Advance moves the hub to a revision without its events,
+// after a snapshot install: any watcher that still expects one of the
+// skipped revisions catches up from History.
 //
 // # Synced and unsynced watchers
 //

@@ -103,7 +103,7 @@ type Hub struct {
 	unsynced map[*Watcher]struct{}
 	streams  map[*Stream]struct{} // open streams, closed with the hub
 	// prevWatchers counts the watchers of either group that ask for
-	// prev_kv (WantsPrevKV).
+	// prev_kv (Interest).
 	prevWatchers int
 }
 
@@ -439,33 +439,64 @@ func (h *Hub) Notify(rev int64, evs []*mvccpb.Event) {
 	h.notify(rev, evs)
 }
 
-// WantsPrevKV reports whether any watcher asks for prev_kv. When none
-// does, the apply loop reads its revisions' events without PrevKv, which
-// costs a read of each changed key's previous version, and hands them over
-// with NotifyWithoutPrevKV.
-func (h *Hub) WantsPrevKV() bool {
+// Interest reports, in one hold of the hub's lock, whether any watcher
+// exists and whether one asks for prev_kv. The apply loop reads a batch's
+// events only if one exists, and each event's previous version (a read of
+// the key's prior record, seconds for a delete of 500k keys) only if one
+// asks for it. It then hands them over with NotifyBatch.
+func (h *Hub) Interest() (watching, prevKV bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.prevWatchers > 0
+	return h.watching(), h.prevWatchers > 0
 }
 
-// NotifyWithoutPrevKV is Notify for the events of revisions first,
-// first+1, ..., read without PrevKv, if no watcher asks for prev_kv. If
-// one does (made since WantsPrevKV answered), it does nothing and reports
-// false: the caller then reads them again with PrevKv and calls Notify.
-// The check and the hand-over are one step under the hub's lock, so no
-// prev_kv watcher is made between them, and one made afterwards starts
-// after the last of these revisions.
-func (h *Hub) NotifyWithoutPrevKV(first int64, revs [][]*mvccpb.Event) bool {
+// NotifyBatch hands the hub the committed revisions first..last, read as
+// Interest asked: revs holds the events of first, first+1, ..., with
+// PrevKv if withPrev, or is empty if they were not read. If they do not
+// serve the watchers that exist now, because one made since Interest
+// answered needs events that were not read or their PrevKv, it does
+// nothing and reports false: the caller reads them again, with PrevKv,
+// passes each to Notify and then calls Advance. A watcher that needs
+// them stays synced that way, as etcd keeps one created with
+// start_revision 0, so a compaction right after cannot cancel it (it
+// could, had it been sent to read them from History). The check and the
+// hand-over are one step under the hub's lock, so no watcher is made
+// between them, and one made afterwards starts after last.
+func (h *Hub) NotifyBatch(first, last int64, revs [][]*mvccpb.Event, withPrev bool) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.prevWatchers > 0 {
+	if h.closed || last <= h.rev {
+		return true
+	}
+	if int64(len(revs)) < last-first+1 && h.expectsBy(last) {
+		return false
+	}
+	if !withPrev && h.prevWatchers > 0 {
 		return false
 	}
 	for i, evs := range revs {
 		h.notify(first+int64(i), evs)
 	}
+	h.advance(last)
 	return true
+}
+
+// expectsBy reports whether a synced watcher expects a revision at or
+// below rev. With h.mu held.
+func (h *Hub) expectsBy(rev int64) bool {
+	for _, set := range h.keys {
+		for w := range set {
+			if w.minRev <= rev {
+				return true
+			}
+		}
+	}
+	for w := range h.ranges {
+		if w.minRev <= rev {
+			return true
+		}
+	}
+	return false
 }
 
 // minSortedEvents is the number of events in a revision from which Notify
@@ -547,26 +578,36 @@ func (h *Hub) notify(rev int64, evs []*mvccpb.Event) {
 	}
 }
 
-// Watching reports whether any watcher exists. The apply loop skips
-// reading the events of its revisions when none does, and then calls
-// Advance instead of Notify.
+// Watching reports whether any watcher exists.
 func (h *Hub) Watching() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.watching()
+}
+
+// watching is Watching with h.mu held.
+func (h *Hub) watching() bool {
 	return len(h.keys) > 0 || len(h.ranges) > 0 || len(h.unsynced) > 0
 }
 
 // Advance tells the hub that the store reached rev (committed, readable
 // through History) without handing it the events: after a snapshot
-// install, or for revisions written while nobody watched. Every synced
-// watcher that still expects one of those revisions (one created after
-// the apply loop saw no watcher) moves to catch-up and reads them from
-// History, or is canceled as compacted if they are gone, as etcd's
-// watchable store does on restore.
+// install, or when the apply loop could not read them. Every synced
+// watcher that still expects one of those revisions moves to catch-up and
+// reads them from History, or is canceled as compacted if they are gone,
+// as etcd's watchable store does on restore.
 func (h *Hub) Advance(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || rev <= h.rev {
+		return
+	}
+	h.advance(rev)
+}
+
+// advance is Advance with h.mu held.
+func (h *Hub) advance(rev int64) {
+	if rev <= h.rev {
 		return
 	}
 	var moved bool
