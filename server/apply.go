@@ -60,13 +60,17 @@ var testHookBeforeCompaction func(s *Server, rev int64)
 // read without PrevKv or did not read.
 var testHookBeforeNotify func(s *Server)
 
-// notifyCommitted reads the events of the committed revisions
-// first..last with PrevKv and hands them to the watch hub.
-func (s *Server) notifyCommitted(first, last int64) error {
+// readCommitted reads the events of the committed revisions first..last,
+// with PrevKv if withPrev.
+func (s *Server) readCommitted(first, last int64, withPrev bool) ([][]*mvccpb.Event, error) {
+	read := s.mv.RevisionEventsWithoutPrevKV
+	if withPrev {
+		read = s.mv.RevisionEvents
+	}
 	events := make([][]*mvccpb.Event, 0, last-first+1)
 	err := s.readEngine(func(r storage.Reader) error {
 		for rev := first; rev <= last; rev++ {
-			evs, err := s.mv.RevisionEvents(r, rev)
+			evs, err := read(r, rev)
 			if err != nil {
 				return fmt.Errorf("read events of revision %d: %w", rev, err)
 			}
@@ -74,13 +78,7 @@ func (s *Server) notifyCommitted(first, last int64) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	for i, evs := range events {
-		s.hub.Notify(first+int64(i), evs)
-	}
-	return nil
+	return events, err
 }
 
 // apply installs a batch in one engine transaction. Entries at or below the
@@ -114,7 +112,7 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	// each changed key's previous version, seconds for a delete of 500k
 	// keys) only if one asks for it. If a watcher made meanwhile needs more
 	// than was read, the hub refuses the batch and the events are read
-	// again, with PrevKv, from the committed engine (Hub.NotifyBatch).
+	// again from the committed engine (Hub.NotifyBatch).
 	// A batch with a compaction reads them with PrevKv in any case, and
 	// before the compaction applies, since it hides the revisions it
 	// compacts from the history: a watcher created meanwhile, which starts
@@ -214,14 +212,21 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	if testHookBeforeNotify != nil && !withPrev {
 		testHookBeforeNotify(s)
 	}
-	if !s.hub.NotifyBatch(revBefore+1, revAfter, events, withPrev) {
-		// A watcher made while the batch applied needs what was not read.
-		if err := s.notifyCommitted(revBefore+1, revAfter); err != nil {
+	for rereads := 0; !s.hub.NotifyBatch(revBefore+1, revAfter, events, withPrev); rereads++ {
+		// A watcher made while the batch applied needs events that were
+		// not read, or their PrevKv: read them again from the committed
+		// engine, with PrevKv if a watcher now asks for it (and in any case
+		// the second time, so that this ends).
+		_, withPrev = s.hub.Interest()
+		withPrev = withPrev || rereads > 0
+		var err error
+		if events, err = s.readCommitted(revBefore+1, revAfter, withPrev); err != nil {
 			// Advance moves the watchers to catch-up, which reads the
 			// revisions from the history.
 			s.lg.Warn("reading committed events for new watchers", zap.Error(err))
+			s.hub.Advance(revAfter)
+			break
 		}
-		s.hub.Advance(revAfter)
 	}
 	if compacted > 0 {
 		s.schedulePhysicalCompaction(compacted)

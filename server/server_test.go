@@ -1974,14 +1974,19 @@ func TestPrevKVWatcherMadeDuringApply(t *testing.T) {
 }
 
 // A watcher made while a batch applies with no watcher at all, whose
-// events were therefore not read, gets them from the apply loop and stays
-// synced: a compaction right after its first revision does not cancel it,
-// as etcd does not cancel a watcher made with start_revision 0.
+// events were therefore not read, stays synced: a compaction right after
+// does not cancel it, as etcd does not cancel a watcher made with
+// start_revision 0. The hook fills the watcher's channel with progress
+// responses, so that a watcher sent to catch-up instead (as before
+// 633e9bb) would be skipped there as full, and could not finish catching
+// up before the compaction; the batch writes another key, so a synced one
+// is sent nothing and stays synced.
 func TestWatcherMadeDuringUnwatchedApply(t *testing.T) {
 	var (
-		mu    sync.Mutex
-		armed bool
-		made  *watch.Watcher
+		mu     sync.Mutex
+		armed  bool
+		made   *watch.Watcher
+		filled int
 	)
 	testHookBeforeNotify = func(s *Server) {
 		mu.Lock()
@@ -1995,6 +2000,9 @@ func TestWatcherMadeDuringUnwatchedApply(t *testing.T) {
 			t.Errorf("watch: %v", err)
 			return
 		}
+		for w.RequestProgress() {
+			filled++
+		}
 		made = w
 	}
 	t.Cleanup(func() { testHookBeforeNotify = nil }) // after the member stops
@@ -2006,40 +2014,46 @@ func TestWatcherMadeDuringUnwatchedApply(t *testing.T) {
 	mu.Lock()
 	armed = true
 	mu.Unlock()
-	r2, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v2")})
-	if err != nil {
+	// No watcher when this batch starts; the hook makes one on "p".
+	if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("q"), Value: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	w := made
+	w, n := made, filled
 	mu.Unlock()
-	if w == nil {
-		t.Fatal("the hook made no watcher")
+	if w == nil || n == 0 {
+		t.Fatalf("the hook made no watcher, or filled nothing (%d)", n)
 	}
 	defer w.Cancel()
-	r3, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v3")})
+	r, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("q"), Value: []byte("y")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: r3.Header.Revision}); err != nil {
+	if _, err := s.Compact(ctx(t), &pb.CompactionRequest{Revision: r.Header.Revision}); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for len(got) < 2 {
+	recv := func() *pb.WatchResponse {
 		select {
-		case r := <-w.C():
-			if r.Canceled || r.CompactRevision != 0 {
-				t.Fatalf("watcher made during the apply canceled after %v: %v", got, r)
+		case resp, ok := <-w.C():
+			if !ok || resp.Canceled || resp.CompactRevision != 0 {
+				t.Fatalf("watcher made during the apply canceled after the compaction: %v (open %v)", resp, ok)
 			}
-			for _, ev := range r.Events {
-				got = append(got, fmt.Sprintf("%s@%d", ev.Kv.Value, ev.Kv.ModRevision))
-			}
+			return resp
 		case <-time.After(5 * time.Second):
-			t.Fatalf("watcher made during the apply got %v, then nothing", got)
+			t.Fatal("watcher made during the apply got nothing")
+			return nil
 		}
 	}
-	want := []string{fmt.Sprintf("v2@%d", r2.Header.Revision), fmt.Sprintf("v3@%d", r3.Header.Revision)}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("watcher made during the apply got %v, want %v", got, want)
+	for range n {
+		if resp := recv(); len(resp.Events) != 0 {
+			t.Fatalf("watcher made during the apply got events for another key: %v", resp.Events)
+		}
+	}
+	r, err = s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := recv(); len(resp.Events) != 1 || resp.Events[0].Kv.ModRevision != r.Header.Revision || string(resp.Events[0].Kv.Value) != "v2" {
+		t.Fatalf("watcher made during the apply got %v, want p=v2 at %d", resp.Events, r.Header.Revision)
 	}
 }

@@ -8,8 +8,8 @@
 // each event's previous version only in the second, and hands the batch
 // over with NotifyBatch. If a watcher made in the meantime needs what was
 // not read, NotifyBatch refuses the batch and the apply loop reads it again
-// with PrevKv and passes it to Notify, so the new watcher stays synced, as
-// etcd's would. Advance moves the hub to a revision without its events,
+// and hands it over again, so the new watcher stays synced, as etcd's
+// would. Advance moves the hub to a revision without its events,
 // after a snapshot install: any watcher that still expects one of the
 // skipped revisions catches up from History.
 //

@@ -455,9 +455,9 @@ func (h *Hub) Interest() (watching, prevKV bool) {
 // PrevKv if withPrev, or is empty if they were not read. If they do not
 // serve the watchers that exist now, because one made since Interest
 // answered needs events that were not read or their PrevKv, it does
-// nothing and reports false: the caller reads them again, with PrevKv,
-// passes each to Notify and then calls Advance. A watcher that needs
-// them stays synced that way, as etcd keeps one created with
+// nothing and reports false: the caller reads them again, as the watchers
+// now need them, and hands them over again. A watcher that needs them
+// stays synced that way, as etcd keeps one created with
 // start_revision 0, so a compaction right after cannot cancel it (it
 // could, had it been sent to read them from History). The check and the
 // hand-over are one step under the hub's lock, so no watcher is made
