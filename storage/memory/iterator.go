@@ -9,12 +9,10 @@ import (
 	"github.com/metcd/metcd/storage"
 )
 
-var bufPool btreecursor.Pool[item]
-
 type iterator struct {
 	eng, snap *atomic.Bool
-	walk      btreecursor.Cursor[item] // pulls the frozen tree in chunks
-	buf       *btreecursor.Buf[item]
+	walk      btreecursor.Cursor[item] // walks the frozen tree
+	buf       *btreecursor.Scratch
 
 	cur              item
 	valid            bool
@@ -28,11 +26,11 @@ func newIterator(t *tree, eng, snap *atomic.Bool, opts storage.IterOptions) *ite
 	it := &iterator{
 		eng:  eng,
 		snap: snap,
-		buf:  bufPool.Get(),
+		buf:  btreecursor.GetScratch(),
 	}
-	it.walk.Init(item.key, keyItem, it.buf.Items)
+	// it is on the heap and never copied, as the walk's stack requires.
 	// The caller may reuse its slices.
-	it.walk.Reset(t, bytes.Clone(opts.Lower), bytes.Clone(opts.Upper), opts.Reverse)
+	it.walk.Init(t, item.key, keyItem, bytes.Clone(opts.Lower), bytes.Clone(opts.Upper), opts.Reverse)
 	return it
 }
 
@@ -91,8 +89,9 @@ func (it *iterator) Close() error {
 	it.err = fmt.Errorf("memory: iterator: %w", storage.ErrClosed)
 	b := it.buf
 	it.buf, it.cur = nil, item{}
-	// Drop references into the tree so a pooled buffer does not keep a
-	// dead snapshot's items alive.
-	bufPool.Put(b, it.walk.Release())
+	// Drop references into the tree so that the iterator, if kept, does
+	// not hold a dead snapshot's items alive.
+	it.walk.Release()
+	btreecursor.PutScratch(b)
 	return nil
 }

@@ -6,8 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/google/btree"
+	"github.com/tidwall/btree"
 
+	"github.com/metcd/metcd/internal/btreecursor"
 	"github.com/metcd/metcd/storage"
 )
 
@@ -36,16 +37,22 @@ func less(a, b item) bool { return bytes.Compare(a.key(), b.key()) < 0 }
 
 type tree = btree.BTreeG[item]
 
+func newTree() *tree {
+	// The engine's mutex guards the live tree, and its copies are never
+	// written, so the tree needs no lock of its own.
+	return btree.NewBTreeGOptions(less, btree.Options{Degree: degree, NoLocks: true})
+}
+
 // Engine is an in-memory storage.Engine. The zero value is not usable; call
 // New.
 type Engine struct {
 	mu sync.RWMutex
 	// t is the live tree, written only by Commit under mu; nil once closed.
 	t *tree
-	// view caches a frozen clone of t taken after the last commit, shared
+	// view caches a frozen copy of t taken after the last commit, shared
 	// by every snapshot and iterator until the next commit invalidates it.
-	// Without it every iterator would clone under the write lock, and each
-	// clone makes the following commit copy its path again.
+	// Without it every iterator would copy under the write lock, and each
+	// copy makes the following commit copy its path again.
 	view   atomic.Pointer[tree]
 	closed atomic.Bool
 	// bytes is the size of the live keys and values, under mu.
@@ -56,7 +63,7 @@ var _ storage.Engine = (*Engine)(nil)
 
 // New returns an empty engine.
 func New() *Engine {
-	return &Engine{t: btree.NewG(degree, less)}
+	return &Engine{t: newTree()}
 }
 
 // Name implements storage.Engine.
@@ -87,7 +94,7 @@ func get(t *tree, key []byte) ([]byte, error) {
 	return append(make([]byte, 0, len(v)), v...), nil
 }
 
-// frozen returns a read-only clone of the committed state.
+// frozen returns a read-only copy of the committed state.
 func (e *Engine) frozen() (*tree, error) {
 	if e.closed.Load() {
 		return nil, storage.ErrClosed
@@ -95,7 +102,7 @@ func (e *Engine) frozen() (*tree, error) {
 	if v := e.view.Load(); v != nil {
 		return v, nil
 	}
-	// Clone rewrites the source tree's copy-on-write context, so it needs
+	// Copy gives the source tree a new copy-on-write identity, so it needs
 	// the exclusive lock; it is O(1), so readers wait only briefly.
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -104,13 +111,13 @@ func (e *Engine) frozen() (*tree, error) {
 	}
 	v := e.view.Load()
 	if v == nil {
-		v = e.t.Clone()
+		v = e.t.Copy()
 		e.view.Store(v)
 	}
 	return v, nil
 }
 
-// NewIterator implements storage.Reader. The iterator reads a frozen clone,
+// NewIterator implements storage.Reader. The iterator reads a frozen copy,
 // so it sees the state as of this call and holds no lock while it runs.
 func (e *Engine) NewIterator(opts storage.IterOptions) (storage.Iterator, error) {
 	v, err := e.frozen()
@@ -254,13 +261,15 @@ func (b *batch) Commit(sync bool) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	var hints btreecursor.Hints
 	for i := range ops {
 		var old item
 		var had bool
+		hint := hints.For(ops[i].x.key())
 		if ops[i].del {
-			old, had = e.t.Delete(ops[i].x)
+			old, had = e.t.DeleteHint(ops[i].x, hint)
 		} else {
-			old, had = e.t.ReplaceOrInsert(ops[i].x)
+			old, had = e.t.SetHint(ops[i].x, hint)
 			e.bytes += int64(len(ops[i].x.kv))
 		}
 		if had {

@@ -3,22 +3,10 @@ package overlay
 import (
 	"bytes"
 	"fmt"
-	"sync"
 
-	"github.com/tidwall/btree"
-
+	"github.com/metcd/metcd/internal/btreecursor"
 	"github.com/metcd/metcd/storage"
 )
-
-// scratch is an iterator's reusable space for a copied pending key and
-// value.
-type scratch struct{ key, val []byte }
-
-// maxScratch bounds the scratch kept in the pool, so one huge value does
-// not pin memory for ever.
-const maxScratch = 64 << 10
-
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 var (
 	errClosed      = fmt.Errorf("overlay: iterator: %w", storage.ErrClosed)
@@ -34,14 +22,10 @@ var (
 type iterator struct {
 	base storage.Iterator
 
-	// The pending side: a walk of a frozen clone, never written, over
-	// [lower, upper).
-	walk         btree.IterG[entry]
-	lower, upper []byte
-	reverse      bool
-	walking      bool // walk has been positioned
-	walked       bool // walk has left the range or the tree
-	buf          *scratch
+	// The pending side: a walk of a frozen clone, never written.
+	walk    btreecursor.Cursor[entry]
+	reverse bool
+	buf     *btreecursor.Scratch
 
 	pend    entry // pending head, if pendOK
 	pendOK  bool
@@ -67,16 +51,11 @@ func newIterator(t *tree, base storage.Iterator, opts storage.IterOptions) *iter
 		reverse: opts.Reverse,
 		advPend: true,
 		advBase: true,
-		buf:     scratchPool.Get().(*scratch),
-		// The caller may reuse its slices.
-		lower: bytes.Clone(opts.Lower),
-		upper: bytes.Clone(opts.Upper),
+		buf:     btreecursor.GetScratch(),
 	}
 	// it is on the heap and never copied, as the walk's stack requires.
-	it.walk.Init(t, false)
-	if it.lower != nil && it.upper != nil && bytes.Compare(it.lower, it.upper) >= 0 {
-		it.walked = true
-	}
+	// The caller may reuse its slices.
+	it.walk.Init(t, entry.key, probe, bytes.Clone(opts.Lower), bytes.Clone(opts.Upper), opts.Reverse)
 	return it
 }
 
@@ -148,44 +127,7 @@ func (it *iterator) nextBase() bool {
 
 // nextPend moves the pending head forward.
 func (it *iterator) nextPend() {
-	if it.walked {
-		it.pend, it.pendOK = entry{}, false
-		return
-	}
-	var ok bool
-	switch {
-	case it.walking && !it.reverse:
-		ok = it.walk.Next()
-	case it.walking:
-		ok = it.walk.Prev()
-	case !it.reverse && it.lower == nil:
-		ok = it.walk.First()
-	case !it.reverse:
-		ok = it.walk.Seek(probe(it.lower))
-	case it.upper == nil:
-		ok = it.walk.Last()
-	case it.walk.Seek(probe(it.upper)):
-		// The first key at or above upper: the walk starts below it.
-		ok = it.walk.Prev()
-	default:
-		// Every pending key is below upper.
-		ok = it.walk.Last()
-	}
-	it.walking = true
-	if ok {
-		e := it.walk.Item()
-		if it.reverse {
-			ok = it.lower == nil || bytes.Compare(e.key(), it.lower) >= 0
-		} else {
-			ok = it.upper == nil || bytes.Compare(e.key(), it.upper) < 0
-		}
-		if ok {
-			it.pend, it.pendOK = e, true
-			return
-		}
-	}
-	it.walked = true
-	it.pend, it.pendOK = entry{}, false
+	it.pend, it.pendOK = it.walk.Next()
 }
 
 // Key implements storage.Iterator. A pending key is copied into scratch
@@ -199,10 +141,10 @@ func (it *iterator) Key() []byte {
 	case !it.fromPend:
 		return it.base.Key()
 	case !it.haveKey:
-		it.buf.key = append(it.buf.key[:0], it.pend.key()...)
+		it.buf.Key = append(it.buf.Key[:0], it.pend.key()...)
 		it.haveKey = true
 	}
-	return it.buf.key
+	return it.buf.Key
 }
 
 // Value implements storage.Iterator, like Key.
@@ -213,10 +155,10 @@ func (it *iterator) Value() []byte {
 	case !it.fromPend:
 		return it.base.Value()
 	case !it.haveVal:
-		it.buf.val = append(it.buf.val[:0], it.pend.value()...)
+		it.buf.Val = append(it.buf.Val[:0], it.pend.value()...)
 		it.haveVal = true
 	}
-	return it.buf.val
+	return it.buf.Val
 }
 
 // Err implements storage.Iterator: the base iterator's error that ended
@@ -236,12 +178,6 @@ func (it *iterator) Close() error {
 	b := it.buf
 	it.buf, it.pend, it.baseKey = nil, entry{}, nil
 	it.walk.Release()
-	if cap(b.key) > maxScratch {
-		b.key = nil
-	}
-	if cap(b.val) > maxScratch {
-		b.val = nil
-	}
-	scratchPool.Put(b)
+	btreecursor.PutScratch(b)
 	return it.base.Close()
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tidwall/btree"
 
+	"github.com/metcd/metcd/internal/btreecursor"
 	"github.com/metcd/metcd/storage"
 )
 
@@ -38,27 +39,6 @@ func newTree() *tree {
 	return btree.NewBTreeGOptions(less, btree.Options{Degree: degree, NoLocks: true})
 }
 
-// hintSlots is the number of path hints a Batch keeps. Writes come in
-// runs that ascend within a family of keys sharing their first two bytes
-// (mvcc's revision records, its index entries, the keys of a range
-// delete), so a family's next write usually lands next to its last one; a
-// hint per family lets the search start there instead of at the root.
-const hintSlots = 16
-
-// hintSlot picks the hint for key's family. Families that share a slot
-// only make each other's hints miss, which costs what a search without a
-// hint costs.
-func hintSlot(key []byte) int {
-	h := 0
-	if len(key) > 0 {
-		h = int(key[0]) * 31
-	}
-	if len(key) > 1 {
-		h += int(key[1])
-	}
-	return h & (hintSlots - 1)
-}
-
 // Batch collects writes over a base reader and serves reads that see them:
 // a pending put overrides the base value, a pending delete hides the base
 // key, and keys the batch does not touch read through to the base. Keys
@@ -67,9 +47,10 @@ func hintSlot(key []byte) int {
 // A Batch is not safe for concurrent use; the apply loop owns it. It never
 // writes to or closes its base. The zero value is not usable; call New.
 type Batch struct {
-	base  storage.Reader
-	t     *tree
-	hints [hintSlots]btree.PathHint
+	base storage.Reader
+	t    *tree
+	// hints speed up runs of writes that ascend within a family of keys.
+	hints btreecursor.Hints
 	// view is a frozen clone of t shared by the iterators created since
 	// the last write, so a run of reads with no write in between clones
 	// once; nil when t changed after the last clone.
@@ -141,7 +122,7 @@ func (b *Batch) Delete(key []byte) {
 func (b *Batch) write(e entry) {
 	b.view = nil
 	b.bytes += len(e.kv)
-	b.t.SetHint(e, &b.hints[hintSlot(e.key())])
+	b.t.SetHint(e, b.hints.For(e.key()))
 }
 
 // Get returns the value of key as the batch sees it: the pending value if
@@ -164,7 +145,7 @@ func (b *Batch) Get(key []byte) ([]byte, error) {
 // get finds the pending write of key. It shares the hint of key's family
 // with writes, as a put usually reads its key just before writing it.
 func (b *Batch) get(key []byte) (entry, bool) {
-	return b.t.GetHint(probe(key), &b.hints[hintSlot(key)])
+	return b.t.GetHint(probe(key), b.hints.For(key))
 }
 
 // A TrimGetter is a base that can answer a point read with a trimmed
