@@ -77,6 +77,9 @@ func (c *Cursor[T]) Next() (T, bool) {
 // Cursor must be initialized again before reuse.
 func (c *Cursor[T]) Release() {
 	c.walk.Release()
+	// Release keeps the stack's backing array, which holds node pointers
+	// once a deep walk moved it to the heap.
+	c.walk = btree.IterG[T]{}
 	c.done = true
 	c.lower, c.upper = nil, nil
 }

@@ -57,6 +57,9 @@ type Engine struct {
 	closed atomic.Bool
 	// bytes is the size of the live keys and values, under mu.
 	bytes int64
+	// hints are Commit's path hints, under mu; kept across commits, so
+	// that a run of one-write commits in ascending order uses them too.
+	hints btreecursor.Hints
 }
 
 var _ storage.Engine = (*Engine)(nil)
@@ -261,11 +264,10 @@ func (b *batch) Commit(sync bool) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	var hints btreecursor.Hints
 	for i := range ops {
 		var old item
 		var had bool
-		hint := hints.For(ops[i].x.key())
+		hint := e.hints.For(ops[i].x.key())
 		if ops[i].del {
 			old, had = e.t.DeleteHint(ops[i].x, hint)
 		} else {

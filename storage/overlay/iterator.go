@@ -38,8 +38,8 @@ type iterator struct {
 
 	valid    bool
 	fromPend bool // the current position is the pending head
-	haveKey  bool // buf.key holds the current pending key
-	haveVal  bool // buf.val holds the current pending value
+	haveKey  bool // buf.Key holds the current pending key
+	haveVal  bool // buf.Val holds the current pending value
 
 	err    error
 	closed bool
