@@ -232,6 +232,15 @@ func (e *Engine) NewSnapshot() (storage.Snapshot, error) {
 // NewBatch implements storage.Engine.
 func (e *Engine) NewBatch() storage.Batch { return &batch{e: e} }
 
+// NewBatchSize implements storage.BatchSizer: room in the list of writes,
+// and one buffer the pairs are copied into, since the batch keeps them
+// only until its commit. A range delete's batch of 1.5 M writes otherwise
+// regrows its list about twenty times and makes as many allocations as
+// writes.
+func (e *Engine) NewBatchSize(keys, bytes int) storage.Batch {
+	return &batch{e: e, ops: make([]op, 0, keys), buf: make([]byte, 0, bytes)}
+}
+
 // Sync implements storage.Engine. Every commit is already fsynced unless
 // Options.NoSync is set, in which case Sync calls fdatasync.
 func (e *Engine) Sync() error {
@@ -377,8 +386,10 @@ type op struct {
 }
 
 type batch struct {
-	e    *Engine
-	ops  []op
+	e   *Engine
+	ops []op
+	// buf is where pairs are copied while it has room (NewBatchSize).
+	buf  []byte
 	n    int   // operations queued, kept after Commit for error messages
 	err  error // first invalid operation
 	done bool  // committed or closed
@@ -396,9 +407,20 @@ func (b *batch) Put(key, value []byte) {
 		}
 		return
 	}
-	kv := make([]byte, len(key)+len(value))
+	kv := b.alloc(len(key) + len(value))
 	copy(kv[copy(kv, key):], value)
 	b.ops = append(b.ops, op{kv: kv, klen: len(key)})
+}
+
+// alloc returns n bytes from buf if it has room, with a capacity of
+// exactly n so that no append reaches the bytes that follow.
+func (b *batch) alloc(n int) []byte {
+	if cap(b.buf)-len(b.buf) < n {
+		return make([]byte, n)
+	}
+	p := b.buf[len(b.buf) : len(b.buf)+n : len(b.buf)+n]
+	b.buf = b.buf[:len(b.buf)+n]
+	return p
 }
 
 // Delete implements storage.Batch. Deleting an empty key is a no-op: no
@@ -411,7 +433,9 @@ func (b *batch) Delete(key []byte) {
 	if len(key) == 0 {
 		return
 	}
-	b.ops = append(b.ops, op{kv: bytes.Clone(key), klen: len(key), del: true})
+	kv := b.alloc(len(key))
+	copy(kv, key)
+	b.ops = append(b.ops, op{kv: kv, klen: len(key), del: true})
 }
 
 func (b *batch) Len() int { return b.n }
@@ -424,7 +448,7 @@ func (b *batch) Commit(sync bool) error {
 	}
 	b.done = true
 	ops := b.ops
-	b.ops = nil
+	b.ops, b.buf = nil, nil
 	e := b.e
 	if err := e.acquire(); err != nil {
 		return fmt.Errorf("bolt: commit: %w", err)
@@ -469,6 +493,6 @@ func (b *batch) Commit(sync bool) error {
 // Close discards an uncommitted batch; after Commit it is a no-op.
 func (b *batch) Close() error {
 	b.done = true
-	b.ops = nil
+	b.ops, b.buf = nil, nil
 	return nil
 }
