@@ -12,7 +12,7 @@ import (
 // large entry; the keys are written again, untimed, before each round.
 func BenchmarkDeleteRange(b *testing.B) {
 	const keys = 100_000
-	for _, name := range []string{"memory", "pebble", "leveldb"} {
+	for _, name := range []string{"memory", "pebble", "leveldb", "bolt"} {
 		b.Run(name, func(b *testing.B) {
 			e := newEnvOn(b, openEngine(b, name), Options{})
 			load := func() {
