@@ -1905,30 +1905,58 @@ func promoteWhenReady(t *testing.T, s *Server, id uint64) (*pb.MemberPromoteResp
 	}
 }
 
-// A watcher asking for prev_kv made while a batch applies, after its
-// events were read without PrevKv (no such watcher existed then), gets
-// them with PrevKv: the apply loop reads them again once committed.
-func TestPrevKVWatcherMadeDuringApply(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		armed bool // the next batch read without PrevKv makes the watcher
-		made  *watch.Watcher
-	)
+// watchInApply makes, through testHookBeforeNotify, a watcher for req
+// inside the apply loop, in the first batch handed to the hub after arm
+// is called; fill fills its queue with progress responses. Set it before
+// the member starts.
+type watchInApply struct {
+	mu     sync.Mutex
+	armed  bool
+	made   *watch.Watcher
+	filled int
+}
+
+func newWatchInApply(t *testing.T, req *pb.WatchCreateRequest, fill bool) *watchInApply {
+	a := &watchInApply{}
 	testHookBeforeNotify = func(s *Server) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !armed {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if !a.armed {
 			return
 		}
-		armed = false
-		w, err := s.Watch(&pb.WatchCreateRequest{Key: []byte("p"), PrevKv: true})
+		a.armed = false
+		w, err := s.Watch(req)
 		if err != nil {
 			t.Errorf("watch: %v", err)
 			return
 		}
-		made = w
+		for fill && w.RequestProgress() {
+			a.filled++
+		}
+		a.made = w
 	}
 	t.Cleanup(func() { testHookBeforeNotify = nil }) // after the member stops
+	return a
+}
+
+func (a *watchInApply) arm() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.armed = true
+}
+
+// watcher returns the watcher made, or nil, and the responses queued in it.
+func (a *watchInApply) watcher() (*watch.Watcher, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.made, a.filled
+}
+
+// A watcher asking for prev_kv made while a batch applies, after its
+// events were read without PrevKv (no such watcher existed then), gets
+// them with PrevKv: the apply loop reads them again once committed.
+func TestPrevKVWatcherMadeDuringApply(t *testing.T) {
+	hook := newWatchInApply(t, &pb.WatchCreateRequest{Key: []byte("p"), PrevKv: true}, false)
 	c := newTestCluster(t, 1)
 	s := c.members[0]
 	if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v1")}); err != nil {
@@ -1940,16 +1968,12 @@ func TestPrevKVWatcherMadeDuringApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Cancel()
-	mu.Lock()
-	armed = true
-	mu.Unlock()
+	hook.arm()
 	resp, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v2")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	w := made
-	mu.Unlock()
+	w, _ := hook.watcher()
 	if w == nil {
 		t.Fatal("the hook made no watcher")
 	}
@@ -1982,45 +2006,18 @@ func TestPrevKVWatcherMadeDuringApply(t *testing.T) {
 // up before the compaction; the batch writes another key, so a synced one
 // is sent nothing and stays synced.
 func TestWatcherMadeDuringUnwatchedApply(t *testing.T) {
-	var (
-		mu     sync.Mutex
-		armed  bool
-		made   *watch.Watcher
-		filled int
-	)
-	testHookBeforeNotify = func(s *Server) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !armed {
-			return
-		}
-		armed = false
-		w, err := s.Watch(&pb.WatchCreateRequest{Key: []byte("p")})
-		if err != nil {
-			t.Errorf("watch: %v", err)
-			return
-		}
-		for w.RequestProgress() {
-			filled++
-		}
-		made = w
-	}
-	t.Cleanup(func() { testHookBeforeNotify = nil }) // after the member stops
+	hook := newWatchInApply(t, &pb.WatchCreateRequest{Key: []byte("p")}, true)
 	c := newTestCluster(t, 1)
 	s := c.members[0]
 	if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("p"), Value: []byte("v1")}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	armed = true
-	mu.Unlock()
+	hook.arm()
 	// No watcher when this batch starts; the hook makes one on "p".
 	if _, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte("q"), Value: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	w, n := made, filled
-	mu.Unlock()
+	w, n := hook.watcher()
 	if w == nil || n == 0 {
 		t.Fatalf("the hook made no watcher, or filled nothing (%d)", n)
 	}

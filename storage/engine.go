@@ -135,7 +135,8 @@ type LiveSizer interface {
 
 // BatchSizer is implemented by engines whose batches can take room for a
 // known number of writes at once, rather than grow, copying, as they fill
-// (Pebble's buffer, the memory engine's list of writes).
+// (Pebble's and goleveldb's buffers, the memory engine's and bolt's lists
+// of writes).
 type BatchSizer interface {
 	// NewBatchSize is NewBatch with room for about keys writes holding
 	// bytes of keys and values in all.
@@ -149,6 +150,18 @@ func NewBatchSize(e Engine, keys, bytes int) Batch {
 		return bs.NewBatchSize(keys, bytes)
 	}
 	return e.NewBatch()
+}
+
+// LevelDBBatchSize is the size of a batch in LevelDB's write-batch format,
+// which goleveldb and Pebble share, holding keys records with bytes of keys
+// and values in all: a 12-byte header, and per record a kind byte and two
+// length varints (11 bytes at most). It is 0 for no records.
+func LevelDBBatchSize(keys, bytes int) int {
+	const header, frame = 12, 11
+	if keys <= 0 {
+		return 0
+	}
+	return header + frame*keys + bytes
 }
 
 // Loader is implemented by engines that take a long run of keys in

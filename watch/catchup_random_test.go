@@ -56,6 +56,24 @@ type rvWatch struct {
 	err       string
 }
 
+// checkGot fails t if x reported an error, or if the events it got so
+// far are not the first of want. With x.mu held.
+func (x *rvWatch) checkGot(t *testing.T, want []*mvccpb.Event) {
+	t.Helper()
+	if x.err != "" {
+		t.Fatalf("watcher %v: %s", x.req, x.err)
+	}
+	for i, ev := range x.got {
+		if i >= len(want) || !same(ev, want[i]) {
+			var w string
+			if i < len(want) {
+				w = desc(want[i : i+1])
+			}
+			t.Fatalf("watcher %d %q-%q from %d filters %v: event %d got %s want %s\n got %s\nwant %s", x.w.ID(), x.req.Key, x.req.RangeEnd, x.from, x.req.Filters, i, desc(x.got[i:i+1]), w, desc(x.got), desc(want))
+		}
+	}
+}
+
 func (x *rvWatch) add(r *pb.WatchResponse) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -289,18 +307,7 @@ func rvRandom(t *testing.T, seed int64) {
 		for _, x := range ws {
 			want := expected(f, x)
 			x.mu.Lock()
-			if x.err != "" {
-				t.Fatalf("watcher %v: %s", x.req, x.err)
-			}
-			for i, ev := range x.got {
-				if i >= len(want) || !same(ev, want[i]) {
-					var w string
-					if i < len(want) {
-						w = desc(want[i : i+1])
-					}
-					t.Fatalf("watcher %d %q-%q from %d filters %v: event %d got %s want %s\n got %s\nwant %s", x.w.ID(), x.req.Key, x.req.RangeEnd, x.from, x.req.Filters, i, desc(x.got[i:i+1]), w, desc(x.got), desc(want))
-				}
-			}
+			x.checkGot(t, want)
 			if x.compacted != 0 {
 				last := x.from - 1
 				if len(x.got) > 0 {

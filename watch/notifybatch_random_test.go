@@ -218,14 +218,7 @@ func notifyBatchRandom(t *testing.T, seed int64) {
 		for _, x := range ws {
 			want := expected(f, x)
 			x.mu.Lock()
-			if x.err != "" {
-				t.Fatalf("watcher %v: %s", x.req, x.err)
-			}
-			for i, ev := range x.got {
-				if i >= len(want) || !same(ev, want[i]) {
-					t.Fatalf("watcher %d %q-%q from %d: event %d got %s\n got %s\nwant %s", x.w.ID(), x.req.Key, x.req.RangeEnd, x.from, i, desc(x.got[i:i+1]), desc(x.got), desc(want))
-				}
-			}
+			x.checkGot(t, want)
 			if x.compacted != 0 && roomy && zero[x] {
 				t.Errorf("watcher %d made with start_revision 0 (from %d) canceled by compaction %d after %d of %d events", x.w.ID(), x.from, x.compacted, len(x.got), len(want))
 			}

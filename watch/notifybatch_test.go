@@ -16,6 +16,15 @@ func withoutPrevKV(evs []*mvccpb.Event) []*mvccpb.Event {
 	return bare
 }
 
+// handOver gives h the events of revisions first, first+1, ..., read with
+// PrevKv, after it refused them, as the apply loop does.
+func handOver(h *Hub, first int64, revs ...[]*mvccpb.Event) {
+	for i, evs := range revs {
+		h.Notify(first+int64(i), evs)
+	}
+	h.Advance(first + int64(len(revs)) - 1)
+}
+
 // Interest counts the watchers asking for prev_kv in either group.
 // NotifyBatch hands over events read without PrevKv while none does, and
 // refuses them, doing nothing, once one does: the caller then hands them
@@ -60,9 +69,7 @@ func TestNotifyBatchWithoutPrevKV(t *testing.T) {
 	if h.Rev() != rev {
 		t.Fatalf("a refused NotifyBatch moved the hub to %d", h.Rev())
 	}
-	h.Notify(r3, e3)
-	h.Notify(r3+1, e4)
-	h.Advance(r3 + 1)
+	handOver(h, r3, e3, e4)
 	// A compaction right after: the watcher is synced and keeps going.
 	f.compact(r3 + 1)
 	put(f, h, p("a"))
@@ -121,9 +128,7 @@ func TestNotifyBatchUnread(t *testing.T) {
 	if h.Rev() != r3 {
 		t.Fatalf("a refused NotifyBatch moved the hub to %d", h.Rev())
 	}
-	h.Notify(r4, e4)
-	h.Notify(r4+1, e5)
-	h.Advance(r4 + 1)
+	handOver(h, r4, e4, e5)
 	// A compaction right after: the watcher is synced and keeps going.
 	f.compact(r4 + 1)
 	r6 := put(f, h, p("a"))

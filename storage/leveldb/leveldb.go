@@ -224,14 +224,12 @@ func (e *Engine) NewBatch() storage.Batch { return &batch{e: e} }
 // NewBatchSize implements storage.BatchSizer. Past a few thousand records
 // goleveldb grows a batch's buffer by about that many records at a time,
 // copying it each time, so a batch of millions (a range delete's) costs
-// time quadratic in its size unless it has its room from the start. A
-// record is the key and value framed by a kind byte and two length
-// varints.
+// time quadratic in its size unless it has its room from the start
+// (storage.LevelDBBatchSize).
 func (e *Engine) NewBatchSize(keys, bytes int) storage.Batch {
 	b := &batch{e: e}
-	if keys > 0 {
-		const header, frame = 12, 11
-		b.b = *leveldb.MakeBatch(header + frame*keys + bytes)
+	if size := storage.LevelDBBatchSize(keys, bytes); size > 0 {
+		b.b = *leveldb.MakeBatch(size)
 	}
 	return b
 }

@@ -232,8 +232,7 @@ func (e *Engine) NewSnapshot() (storage.Snapshot, error) {
 func (e *Engine) NewBatch() storage.Batch { return e.NewBatchSize(0, 0) }
 
 // NewBatchSize implements storage.BatchSizer: one buffer for the batch's
-// records, each a key and value framed by a kind byte and two length
-// varints.
+// records (storage.LevelDBBatchSize).
 func (e *Engine) NewBatchSize(keys, bytes int) storage.Batch {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -241,12 +240,7 @@ func (e *Engine) NewBatchSize(keys, bytes int) storage.Batch {
 		// Queued writes are dropped; Commit reports ErrClosed.
 		return &batch{e: e}
 	}
-	const header, frame = 12, 11
-	size := 0
-	if keys > 0 {
-		size = header + frame*keys + bytes
-	}
-	return &batch{e: e, b: e.db.NewBatchWithSize(size)}
+	return &batch{e: e, b: e.db.NewBatchWithSize(storage.LevelDBBatchSize(keys, bytes))}
 }
 
 // Sync implements storage.Engine. Pebble v2 has no DB.Sync/Flush-the-WAL
