@@ -60,23 +60,29 @@ var testHookBeforeCompaction func(s *Server, rev int64)
 // read without PrevKv or did not read.
 var testHookBeforeNotify func(s *Server)
 
-// readCommitted reads the events of the committed revisions first..last,
-// with PrevKv if withPrev.
-func (s *Server) readCommitted(first, last int64, withPrev bool) ([][]*mvccpb.Event, error) {
+// appendEvents appends to events those of revisions first..last read
+// from r, with PrevKv if withPrev.
+func (s *Server) appendEvents(events [][]*mvccpb.Event, r storage.Reader, first, last int64, withPrev bool) ([][]*mvccpb.Event, error) {
 	read := s.mv.RevisionEventsWithoutPrevKV
 	if withPrev {
 		read = s.mv.RevisionEvents
 	}
-	events := make([][]*mvccpb.Event, 0, last-first+1)
-	err := s.readEngine(func(r storage.Reader) error {
-		for rev := first; rev <= last; rev++ {
-			evs, err := read(r, rev)
-			if err != nil {
-				return fmt.Errorf("read events of revision %d: %w", rev, err)
-			}
-			events = append(events, evs)
+	for rev := first; rev <= last; rev++ {
+		evs, err := read(r, rev)
+		if err != nil {
+			return events, fmt.Errorf("read events of revision %d: %w", rev, err)
 		}
-		return nil
+		events = append(events, evs)
+	}
+	return events, nil
+}
+
+// readCommitted reads the events of the committed revisions first..last,
+// with PrevKv if withPrev.
+func (s *Server) readCommitted(first, last int64, withPrev bool) (events [][]*mvccpb.Event, err error) {
+	err = s.readEngine(func(r storage.Reader) error {
+		events, err = s.appendEvents(make([][]*mvccpb.Event, 0, last-first+1), r, first, last, withPrev)
+		return err
 	})
 	return events, err
 }
@@ -121,19 +127,11 @@ func (s *Server) apply(ap *consensus.Apply) error {
 	// whatever a compaction after them removes.
 	watching, withPrev := s.hub.Interest()
 	var events [][]*mvccpb.Event
-	readEvents := func() error {
-		read := s.mv.RevisionEventsWithoutPrevKV
-		if withPrev {
-			read = s.mv.RevisionEvents
+	readEvents := func() (err error) {
+		if watching {
+			events, err = s.appendEvents(events, txn.Batch(), revBefore+1+int64(len(events)), s.mv.Rev(), withPrev)
 		}
-		for rev := revBefore + 1 + int64(len(events)); watching && rev <= s.mv.Rev(); rev++ {
-			evs, err := read(txn.Batch(), rev)
-			if err != nil {
-				return fmt.Errorf("read events of revision %d: %w", rev, err)
-			}
-			events = append(events, evs)
-		}
-		return nil
+		return err
 	}
 	for _, e := range ap.Entries {
 		idx := e.GetIndex()
